@@ -1,0 +1,36 @@
+"""Shared fixtures.
+
+Every test of array code takes the ``xp`` fixture, so it runs once per backend:
+numpy, the stand-in device (numpy that fails where cupy fails), and real cupy
+when a GPU is visible.
+"""
+import os
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from course_lib import backend  # noqa: E402
+
+_DEVICES = ["cpu", "standin"] + (["gpu"] if backend.gpu_available() else [])
+
+
+@pytest.fixture(params=_DEVICES)
+def xp(request):
+    """The active array module, switched to each backend in turn."""
+    previous = backend.device
+    module = backend.use(request.param)
+    backend.seed(0)
+    yield module
+    backend.use(previous)
+
+
+@pytest.fixture
+def float64():
+    """Make float64 the default dtype for the test (gradient checks)."""
+    previous = backend.default_dtype
+    backend.set_default_dtype("float64")
+    yield
+    backend.set_default_dtype(previous)
