@@ -38,6 +38,7 @@ device = "cpu"
 default_dtype = np.float32
 
 _seed = 0
+_host_rng = np.random.default_rng(0)  # the global stream behind every unseeded draw
 _cupy = None
 
 
@@ -150,13 +151,19 @@ def set_default_dtype(dtype):
 
 
 def seed(n: int = 0):
-    """Set the global seed used by :func:`default_rng` when it is given no seed."""
-    global _seed
+    """Set the global seed: unseeded generators, layers and models then draw reproducibly."""
+    global _seed, _host_rng
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"seed must be a non-negative int, got {n!r}")
     _seed = int(n)
+    _host_rng = np.random.default_rng(_seed)
     np.random.seed(_seed)
     return _seed
+
+
+def host_rng(seed=None) -> np.random.Generator:
+    """A numpy Generator: seeded with ``seed``, or the global stream set by :func:`seed`."""
+    return _host_rng if seed is None else np.random.default_rng(seed)
 
 
 class Generator:
@@ -167,7 +174,7 @@ class Generator:
     """
 
     def __init__(self, seed=None):
-        self.seed = _seed if seed is None else int(seed)
+        self.seed = int(_host_rng.integers(0, 2**31 - 1)) if seed is None else int(seed)
         self._np = np.random.default_rng(self.seed)
 
     def _out(self, a, dtype):
@@ -195,7 +202,7 @@ class Generator:
 
 
 def default_rng(seed=None) -> Generator:
-    """A :class:`Generator` seeded with ``seed`` (or the global seed from :func:`seed`)."""
+    """A :class:`Generator` seeded with ``seed`` (or from the global stream of :func:`seed`)."""
     return Generator(seed)
 
 

@@ -1,0 +1,416 @@
+"""The maths of every layer as pure forward/backward pairs.
+
+Each ``*_forward`` returns ``(out, cache)`` and each ``*_backward(dout, cache)``
+returns the gradients with respect to the forward's array inputs, in order.
+Nothing here keeps state or mutates its inputs; the classes in
+:mod:`course_lib.layers` wrap these pairs.  Shapes: ``N`` samples, ``D``
+features in, ``M`` features out, ``C`` classes.
+
+The array module comes from the inputs (``xp = get_array_module(x)``), so the
+same code runs on numpy, cupy and the stand-in device.
+"""
+from __future__ import annotations
+
+from course_lib.backend import get_array_module
+
+
+# ----------------------------------------------------------------------------- linear
+def linear_forward(x, W, b):
+    """Affine map ``out = x @ W + b``.
+
+    x: (N, D), W: (D, M), b: (M,) or None  ->  out: (N, M)
+    """
+    out = x @ W
+    if b is not None:
+        out += b
+    return out, (x, W, b is not None)
+
+
+def linear_backward(dout, cache, need_dx=True):
+    """Gradients of :func:`linear_forward`.
+
+    dout: (N, M)  ->  dx: (N, D) (None when ``need_dx`` is False, e.g. for the
+    first layer, whose input is data), dW: (D, M), db: (M,) or None.
+    """
+    x, W, has_bias = cache
+    dx = dout @ W.T if need_dx else None
+    dW = x.T @ dout
+    db = dout.sum(axis=0) if has_bias else None
+    return dx, dW, db
+
+
+# ------------------------------------------------------------------------ activations
+def relu_forward(x):
+    """``out = max(x, 0)``; x: any shape."""
+    xp = get_array_module(x)
+    out = xp.maximum(x, 0)
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """``dx = dout`` where the unit fired (out > 0), else 0.  At x = 0 the slope is taken as 0."""
+    out = cache
+    return dout * (out > 0)
+
+
+def leaky_relu_forward(x, slope=0.01):
+    """``out = x`` for x > 0, ``slope * x`` otherwise."""
+    xp = get_array_module(x)
+    if not 0 <= slope < 1:
+        raise ValueError(f"LeakyReLU slope must be in [0, 1), got {slope}")
+    positive = x > 0
+    out = xp.where(positive, x, x * x.dtype.type(slope))
+    return out, (positive, slope)
+
+
+def leaky_relu_backward(dout, cache):
+    xp = get_array_module(dout)
+    positive, slope = cache
+    return xp.where(positive, dout, dout * dout.dtype.type(slope))
+
+
+def sigmoid_forward(x):
+    """``out = 1 / (1 + exp(-x))``, computed as ``(1 + tanh(x/2)) / 2`` to avoid overflow."""
+    xp = get_array_module(x)
+    out = xp.tanh(x * 0.5)
+    out += 1
+    out *= 0.5
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """``dx = dout * s * (1 - s)``."""
+    s = cache
+    return dout * s * (1 - s)
+
+
+def tanh_forward(x):
+    xp = get_array_module(x)
+    out = xp.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    """``dx = dout * (1 - tanh(x)^2)``."""
+    t = cache
+    return dout * (1 - t * t)
+
+
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "tanh": (tanh_forward, tanh_backward),
+}
+
+
+# ------------------------------------------------------------------------ batch norm
+def _check_batch(x, name):
+    if x.ndim != 2:
+        raise ValueError(f"{name} expects input of shape (N, D), got shape {tuple(x.shape)}")
+    if x.shape[0] < 2:
+        raise ValueError(
+            f"{name} in training mode needs more than 1 value per feature (got input shape "
+            f"{tuple(x.shape)}): the batch variance of one sample is 0. Use a batch of 2 or more, "
+            "or switch the layer to eval() mode.")
+
+
+def _normalize(x, eps):
+    """Batch statistics over axis 0: returns xhat, mean, biased var, 1/sqrt(var + eps)."""
+    xp = get_array_module(x)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    var = (xc * xc).mean(axis=0)
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xc *= inv_std  # xc becomes xhat; reuse its memory
+    return xc, mean, var, inv_std
+
+
+def _update_running(running_mean, running_var, mean, var, n, momentum):
+    """``running = (1 - momentum) * running + momentum * batch``; variance made unbiased (n/(n-1))."""
+    if running_mean is None:
+        return None, None
+    new_mean = (1 - momentum) * running_mean + momentum * mean
+    new_var = (1 - momentum) * running_var + (momentum * n / (n - 1)) * var
+    return new_mean, new_var
+
+
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5,
+                      training=True):
+    r"""Batch normalization (Ioffe & Szegedy 2015, Algorithms 1 and 2).
+
+    Training mode, per feature j over the N samples of the batch::
+
+        mu_j    = mean_i x_ij
+        var_j   = mean_i (x_ij - mu_j)^2                   (biased: divides by N)
+        xhat_ij = (x_ij - mu_j) / sqrt(var_j + eps)
+        out_ij  = gamma_j * xhat_ij + beta_j
+
+    and the running statistics move towards the batch ones with
+    ``momentum`` = the weight of the NEW batch (PyTorch's convention; Keras and
+    Chainer write ``decay = 1 - momentum = 0.9`` for the same update)::
+
+        running_mean <- (1 - momentum) * running_mean + momentum * mu
+        running_var  <- (1 - momentum) * running_var  + momentum * var * N / (N - 1)   (unbiased)
+
+    Eval mode normalises with ``running_mean`` / ``running_var`` instead and
+    leaves them unchanged.
+
+    x: (N, D); gamma, beta, running_mean, running_var: (D,) (the running ones
+    may be None: no update).  Returns ``out (N, D), cache, new_running_mean,
+    new_running_var``.  Training with N = 1 raises, as in PyTorch.
+    """
+    xp = get_array_module(x)
+    if training:
+        _check_batch(x, "batchnorm_forward")
+        xhat, mean, var, inv_std = _normalize(x, eps)
+        running_mean, running_var = _update_running(running_mean, running_var, mean, var,
+                                                    x.shape[0], momentum)
+    else:
+        if running_mean is None:
+            raise ValueError("batchnorm_forward in eval mode needs running_mean and running_var")
+        inv_std = 1.0 / xp.sqrt(running_var + eps)
+        xhat = (x - running_mean) * inv_std
+    out = xhat * gamma
+    out += beta
+    return out, (xhat, gamma, inv_std, training), running_mean, running_var
+
+
+def batchnorm_backward(dout, cache):
+    r"""Closed-form gradient of :func:`batchnorm_forward`.
+
+    With ``g = dout * gamma`` (the gradient reaching xhat), training mode gives::
+
+        dx = inv_std / N * (N * g - sum_i g - xhat * sum_i (g * xhat))
+           = gamma * inv_std / N * (N * dout - dbeta - xhat * dgamma)
+
+    since ``dbeta = sum_i dout`` and ``dgamma = sum_i dout * xhat``.  In eval
+    mode the statistics are constants and ``dx = dout * gamma * inv_std``.
+
+    dout: (N, D)  ->  dx: (N, D), dgamma: (D,), dbeta: (D,)
+    """
+    xhat, gamma, inv_std, training = cache
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    scale = gamma * inv_std
+    if not training:
+        return dout * scale, dgamma, dbeta
+    n = dout.shape[0]
+    dx = xhat * dgamma
+    dx += dbeta
+    dx *= -1.0 / n
+    dx += dout
+    dx *= scale
+    return dx, dgamma, dbeta
+
+
+def batchnorm_backward_staged(dout, cache):
+    """The same gradient as :func:`batchnorm_backward`, one graph node at a time.
+
+    The forward pass as a computational graph (training mode)::
+
+        mu = mean(x)         xc = x - mu          sq = xc**2        var = mean(sq)
+        std = sqrt(var+eps)  inv = 1/std          xhat = xc * inv   out = gamma*xhat + beta
+
+    Walk it backwards, applying the chain rule at each node; where a value
+    feeds two nodes (``xc`` and ``x``), the gradients from both paths add.
+    """
+    xp = get_array_module(dout)
+    xhat, gamma, inv_std, training = cache
+    n = dout.shape[0]
+    # out = gamma * xhat + beta
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat = dout * gamma
+    if not training:
+        return dxhat * inv_std, dgamma, dbeta
+    xc = xhat / inv_std                       # recover the centred input
+    # xhat = xc * inv
+    dinv = (dxhat * xc).sum(axis=0)
+    dxc = dxhat * inv_std                     # first path into xc
+    # inv = 1 / std
+    std = 1.0 / inv_std
+    dstd = -dinv / (std * std)
+    # std = sqrt(var + eps)
+    dvar = dstd * 0.5 / std
+    # var = mean(sq)
+    dsq = xp.broadcast_to(dvar / n, dout.shape)
+    # sq = xc ** 2: second path into xc
+    dxc = dxc + 2 * xc * dsq
+    # xc = x - mu: x gets dxc directly, and through mu
+    dmu = -dxc.sum(axis=0)
+    # mu = mean(x)
+    dx = dxc + dmu / n
+    return dx, dgamma, dbeta
+
+
+# ------------------------------------------------------------------ batch renormalization
+def batchrenorm_forward(x, gamma, beta, running_mean, running_var, *, r_max, d_max,
+                        momentum=0.1, eps=1e-5, training=True):
+    r"""Batch Renormalization (Ioffe 2017, Algorithm 1).
+
+    Training mode corrects the batch statistics towards the running ones::
+
+        sigma_B = sqrt(var_B + eps)            sigma = sqrt(running_var + eps)
+        r = clip(sigma_B / sigma, 1/r_max, r_max)          (treated as a constant)
+        d = clip((mu_B - running_mean) / sigma, -d_max, d_max)   (treated as a constant)
+        xhat = (x - mu_B) / sigma_B * r + d
+        out  = gamma * xhat + beta
+
+    With ``r_max = 1, d_max = 0`` this is exactly batch normalization.  Running
+    statistics are updated as in :func:`batchnorm_forward` (momentum = weight of
+    the new batch; unbiased variance).  Eval mode is identical to BN's.
+
+    x: (N, D); the rest (D,).  Returns ``out, cache, new_running_mean, new_running_var``.
+    """
+    if r_max < 1 or d_max < 0:
+        raise ValueError(f"need r_max >= 1 and d_max >= 0, got r_max={r_max}, d_max={d_max}")
+    if not training:
+        return batchnorm_forward(x, gamma, beta, running_mean, running_var, momentum=momentum,
+                                 eps=eps, training=False)
+    xp = get_array_module(x)
+    _check_batch(x, "batchrenorm_forward")
+    xhat_bn, mean, var, inv_std = _normalize(x, eps)
+    inv_sigma = 1.0 / xp.sqrt(running_var + eps)
+    r = xp.clip((1.0 / inv_std) * inv_sigma, 1.0 / r_max, r_max)
+    d = xp.clip((mean - running_mean) * inv_sigma, -d_max, d_max)
+    xhat = xhat_bn * r + d
+    out = xhat * gamma + beta
+    new_mean, new_var = _update_running(running_mean, running_var, mean, var, x.shape[0], momentum)
+    return out, (xhat_bn, xhat, gamma, inv_std, r), new_mean, new_var
+
+
+def batchrenorm_backward(dout, cache):
+    """Gradient of :func:`batchrenorm_forward` (training mode) with r and d held constant.
+
+    The gradient reaching the plain-BN ``xhat_bn`` is ``dout * gamma * r``; from
+    there it is BN's closed form.  dout: (N, D) -> dx (N, D), dgamma (D,), dbeta (D,).
+    """
+    if len(cache) == 4:  # eval mode: the cache came from batchnorm_forward
+        return batchnorm_backward(dout, cache)
+    xhat_bn, xhat, gamma, inv_std, r = cache
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    g = dout * (gamma * r)
+    dx = inv_std / n * (n * g - g.sum(axis=0) - xhat_bn * (g * xhat_bn).sum(axis=0))
+    return dx, dgamma, dbeta
+
+
+# ----------------------------------------------------------------- layer / group norm
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    r"""Layer normalization (Ba et al. 2016): BN's formula per sample, over the features.
+
+    ``xhat_ij = (x_ij - mean_j x_ij) / sqrt(var_j x_ij + eps)``, ``out = gamma * xhat + beta``.
+    No batch statistics, so it behaves the same for any batch size and in train
+    and eval mode.  x: (N, D); gamma, beta: (D,).
+    """
+    if x.ndim != 2:
+        raise ValueError(f"layernorm_forward expects input of shape (N, D), got {tuple(x.shape)}")
+    xhat_t, _, _, inv_std = _normalize(x.T, eps)
+    out = xhat_t.T * gamma + beta
+    return out, (xhat_t, gamma, inv_std)
+
+
+def _rownorm_backward(dxhat_t, xhat_t, inv_std):
+    """BN's closed form along axis 0 of transposed arrays (shared by layer and group norm)."""
+    n = dxhat_t.shape[0]
+    return inv_std / n * (n * dxhat_t - dxhat_t.sum(axis=0) - xhat_t * (dxhat_t * xhat_t).sum(axis=0))
+
+
+def layernorm_backward(dout, cache):
+    """Gradient of :func:`layernorm_forward`: BN's closed form with the roles of N and D swapped."""
+    xhat_t, gamma, inv_std = cache
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat_t.T).sum(axis=0)
+    dx = _rownorm_backward((dout * gamma).T, xhat_t, inv_std).T
+    return dx, dgamma, dbeta
+
+
+def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
+    r"""Group normalization (Wu & He 2018) for (N, D) inputs: layer norm within each of
+    ``num_groups`` contiguous groups of D / num_groups features.  ``num_groups=1`` is layer
+    norm.  x: (N, D); gamma, beta: (D,)."""
+    if x.ndim != 2 or x.shape[1] % num_groups:
+        raise ValueError(f"groupnorm_forward needs (N, D) input with D divisible by num_groups="
+                         f"{num_groups}, got {tuple(x.shape)}")
+    n, d = x.shape
+    xg = x.reshape(n * num_groups, d // num_groups)
+    xhat_t, _, _, inv_std = _normalize(xg.T, eps)
+    out = xhat_t.T.reshape(n, d) * gamma + beta
+    return out, (xhat_t, gamma, inv_std, num_groups)
+
+
+def groupnorm_backward(dout, cache):
+    xhat_t, gamma, inv_std, num_groups = cache
+    n, d = dout.shape
+    xhat = xhat_t.T.reshape(n, d)
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * xhat).sum(axis=0)
+    dxhat_t = (dout * gamma).reshape(n * num_groups, d // num_groups).T
+    dx = _rownorm_backward(dxhat_t, xhat_t, inv_std).T.reshape(n, d)
+    return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- dropout
+def dropout_forward(x, p, *, training, rng):
+    r"""Inverted dropout; ``p`` is the DROP probability.
+
+    Training: ``mask_ij = [u_ij >= p] / (1 - p)`` with u uniform on [0, 1), and
+    ``out = x * mask``, so ``E[out] = x`` and nothing changes at test time.
+    Eval mode (or p = 0): ``out = x``.  ``rng`` is a
+    :class:`course_lib.backend.Generator` (or anything with ``random(shape, dtype)``).
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout p is the drop probability and must be in [0, 1), got {p}")
+    if not training or p == 0:
+        return x, None
+    keep = rng.random(x.shape, dtype=x.dtype) >= p
+    mask = keep * x.dtype.type(1.0 / (1.0 - p))
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    """``dx = dout * mask`` (the same mask as the forward pass)."""
+    mask = cache
+    return dout if mask is None else dout * mask
+
+
+# ------------------------------------------------------------------------------ loss
+def softmax_cross_entropy(logits, labels):
+    r"""Mean softmax cross-entropy and its gradient.
+
+    ``loss = -mean_i log softmax(logits_i)[y_i]``;  ``dlogits = (softmax - onehot(y)) / N``.
+    Shifting each row by its max keeps exp() finite for any logits.
+
+    logits: (N, C) float; labels: (N,) ints in [0, C) or (N, C) one-hot / soft targets.
+    Returns ``loss`` (0-d array) and ``dlogits`` (N, C).
+    """
+    xp = get_array_module(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}")
+    n, c = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    sum_exp = exp.sum(axis=1, keepdims=True)
+    log_probs = shifted - xp.log(sum_exp)
+    probs = exp / sum_exp
+    if labels.ndim == 2:
+        if labels.shape != logits.shape:
+            raise ValueError(f"one-hot labels must have shape {tuple(logits.shape)}, "
+                             f"got {tuple(labels.shape)}")
+        loss = -(labels * log_probs).sum() / n
+        return loss, (probs - labels) / n
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match logits {tuple(logits.shape)}, "
+                         f"got {tuple(labels.shape)}")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"integer class labels expected, got dtype {labels.dtype}")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= c:
+        raise ValueError(f"labels must be in [0, {c - 1}] for {c} classes; found values in [{lo}, {hi}]")
+    rows = xp.arange(n)
+    loss = -log_probs[rows, labels].sum() / n
+    probs[rows, labels] -= 1
+    probs /= n
+    return loss, probs
