@@ -190,20 +190,21 @@ def _hashes(path, raw=False):
 def verify(path, expected, hashes=None):
     """``None`` when ``path`` matches the checksums in ``expected``, else why not (a str)."""
     hashes = hashes or _hashes(path)
-    packed = {k: v for k, v in expected.items() if k in ("md5", "sha256")}
+    packed = {k: expected[k] for k in ("md5", "sha256") if k in expected}
     if packed and all(hashes[k] == v for k, v in packed.items()):
         return None
-    raw = {k[4:]: v for k, v in expected.items() if k.startswith("raw_")}
+    raw = {k: expected["raw_" + k] for k in ("md5", "sha256") if "raw_" + k in expected}
     if raw:
         try:
             content = _hashes(path, raw=True)
-            if all(content[k] == v for k, v in raw.items()):
-                return None
         except (OSError, EOFError, zlib.error):
-            pass  # not gzip at all: report the .gz checksum below
-    k = next(iter(packed), "md5")
-    want = packed.get(k) or f"content {k} {raw.get(k)}"
-    return f"checksum mismatch: {k} is {hashes[k]}, expected {want}"
+            content = {}
+        if all(content.get(k) == v for k, v in raw.items()):
+            return None
+    if packed:
+        k = next(iter(packed))
+        return f"checksum mismatch: {k} is {hashes[k]}, expected {packed[k]}"
+    return "checksum mismatch: the decompressed content is not the published file"
 
 
 def _check_header(path):
@@ -259,12 +260,6 @@ def _download(url, tmp, timeout, progress):
     return {"md5": md5.hexdigest(), "sha256": sha.hexdigest()}
 
 
-def _unwritable(path, err):
-    return PermissionError(f"Cannot write to the data directory {path} ({err}). Pass "
-                           f"data_dir=... / --data-dir, or set the environment variable {ENV_VAR} "
-                           "to a directory you can write to.")
-
-
 def _from_mirrors(name, fname, expected, tmp, mirrors, timeout, retries, progress):
     """Download ``fname`` into ``tmp`` from the first mirror that serves it intact; its URL."""
     failures = []
@@ -316,7 +311,7 @@ def fetch(name, data_dir=None, mirrors=None, timeout=30, retries_per_mirror=1,
     created = [d for d in (target, *target.parents) if not d.exists()]  # removed on failure
     try:
         target.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=target).close()  # os.access says yes to root, even read-only
+        tempfile.TemporaryFile(dir=target).close()  # os.access can say yes and be wrong
     except OSError as e:
         raise _unwritable(target, e) from None
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
@@ -339,7 +334,10 @@ def fetch(name, data_dir=None, mirrors=None, timeout=30, retries_per_mirror=1,
                 url = _from_mirrors(name, fname, expected, tmp, mirrors, timeout,
                                     retries_per_mirror, progress)
                 say(f"{dest}: downloaded from {url}")
+        umask = os.umask(0)
+        os.umask(umask)
         for dest, tmp in temps.items():
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
             os.replace(tmp, dest)
     finally:  # failure, KeyboardInterrupt or success: no temp file survives
         for tmp in temps.values():
@@ -470,7 +468,8 @@ def _info(data_dir=None):
         where = sorted({str(p.parent) for p in found.values() if p is not None})
         state = (f"missing {', '.join(missing)}: run `python -m course_lib.data fetch {name}`"
                  if missing else " + ".join(where))
-        print(f"  {name:14s} {'partial' if missing else 'ready':8s} {state}")
+        label = "ready" if not missing else "partial" if where else "missing"
+        print(f"  {name:14s} {label:8s} {state}")
 
 
 def main(argv=None):
