@@ -7,8 +7,10 @@ divided by 2h swamps the comparison: always check in float64.
 
 A gradient check can pass while proving nothing.  Use a batch of several
 samples and a *random* upstream gradient ``dout``: with a batch of 1, BN's
-output is beta whatever x is (both gradients are 0), and with ``dout`` all ones
-BN's dx is exactly 0 (its outputs sum to N * beta).
+output is beta whatever x is (both gradients are 0: the check passes and proves
+nothing), and with ``dout`` all ones BN's true dx is 0 (its outputs sum to
+N * beta), so only rounding noise is compared (any backward, right or wrong,
+gives the same verdict).
 
 Checker lines print as ``name | max rel. error | ok``.
 """
@@ -155,9 +157,11 @@ def check_layer(layer, x, *, seed=0, h=1e-6, tol=1e-7, quiet=False):
         errors = {}
         if dx is not None:
             errors["x"] = rel_error(dx, numerical_gradient(loss, x, h))
-        for lyr_name, lyr in (layer.layers if hasattr(layer, "layers") else [(type(layer).__name__, layer)]):
+        named = layer.layers if hasattr(layer, "layers") else [("", layer)]
+        for lyr_name, lyr in named:
             for k, p in lyr.params.items():
-                errors[f"{lyr_name}.{k}"] = rel_error(lyr.grads[k], numerical_gradient(loss, p, h))
+                key = f"{lyr_name}.{k}" if lyr_name else k
+                errors[key] = rel_error(lyr.grads[k], numerical_gradient(loss, p, h))
         _assert_all(errors, tol, quiet, repr(layer).splitlines()[0])
         return errors
     finally:

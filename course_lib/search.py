@@ -166,6 +166,13 @@ def _execute(objective, settings, n_jobs=1, client=None):
     return SearchResult(sorted(trials, key=lambda t: t.index))
 
 
+def shutdown_workers():
+    """Stop the local worker processes kept alive between parallel searches (joblib keeps them
+    for reuse and would otherwise let them idle for minutes)."""
+    from joblib.externals.loky import get_reusable_executor
+    get_reusable_executor().shutdown(wait=True)
+
+
 def _seeds(rng, n):
     return [int(s) for s in rng.integers(0, 2**31 - 1, n)]
 
@@ -277,7 +284,8 @@ class MLPObjective:
         val = (backend.asarray(self.x_val), backend.asarray(self.y_val))
         h = fit(model, train, val=val, optimizer=opt, num_epochs=num_epochs,
                 batch_size=self.batch_size, seed=seed, progress=False)
-        return {"val_acc": h.val_acc[-1] if h.val_acc else float("nan"), "diverged": h.diverged,
+        final = h.val_acc[-1] if h.val_acc and not h.diverged else float("nan")
+        return {"val_acc": final, "diverged": h.diverged,
                 "val_curve": list(h.val_acc), "train_curve": list(h.train_acc),
                 "train_acc": h.train_acc[-1] if h.train_acc else float("nan")}
 
