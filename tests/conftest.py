@@ -6,6 +6,11 @@ when a GPU is visible.
 """
 import os
 
+# Before numpy loads: one BLAS thread per process (pytest-xdist runs two workers, each notebook
+# kernel inherits this), as the committed notebook outputs were made.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import matplotlib
 import pytest
 

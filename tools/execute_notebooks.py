@@ -62,7 +62,7 @@ class _CurrentEnvKernelSpecs(KernelSpecManager):
 
 
 def kernel_env() -> dict[str, str]:
-    """Environment for the kernel: ours, minus ``MPLBACKEND``, plus ``TQDM_DISABLE=1``.
+    """Environment for the kernel: ours, minus ``MPLBACKEND``, plus ``TQDM_DISABLE=1`` and one BLAS thread.
 
     ``MPLBACKEND`` is dropped because a headless value such as ``Agg`` (set by
     test runners and CI) would stop the inline backend and so lose every figure
@@ -72,6 +72,10 @@ def kernel_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MPLBACKEND", None)
     env["TQDM_DISABLE"] = "1"
+    # one BLAS thread, as under `make test`: the committed numbers then match what nbval recomputes,
+    # and small matrix products do not stall when other work shares the cores
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
     return env
 
 
