@@ -20,6 +20,7 @@ inside :func:`ask` only.
 """
 from __future__ import annotations
 
+import functools
 import operator
 import textwrap
 from dataclasses import dataclass, field
@@ -528,7 +529,8 @@ def ask(chapter):
     button = widgets.Button(description="Check answers", button_style="primary",
                             icon="check")
     output = widgets.Output()
-    form = widgets.VBox(items + [button, output])
+    form = _QuizForm(items + [button, output])
+    form.static_text = quiz_text(key)
     form.radios, form.button, form.output, form.result = radios, button, output, None
 
     def check(_button):
@@ -540,6 +542,26 @@ def ask(chapter):
 
     button.on_click(check)
     return form
+
+
+@functools.lru_cache(maxsize=None)
+def _quiz_form_class():
+    import ipywidgets as widgets
+
+    class QuizForm(widgets.VBox):
+        """A VBox whose display also carries the quiz as HTML text, so a saved notebook read
+        without a kernel (or exported to HTML) still shows the questions."""
+
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            bundle["text/html"] = f"<pre>{_escape(self.static_text)}</pre>"
+            return bundle
+
+    return QuizForm
+
+
+def _QuizForm(children):
+    return _quiz_form_class()(children)
 
 
 def _escape(text: str) -> str:

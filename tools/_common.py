@@ -70,7 +70,7 @@ def strip_volatile_metadata(nb: nbformat.NotebookNode) -> None:
     * ``metadata.language_info.version``: the patch release of whoever ran the
       notebook last; nothing reads it.
     * the widget-view part of an output that also carries a static ``image/png``
-      (the explorers do): without saved widget state it only shows "model not
+      or ``text/html`` (the explorers and quizzes do): without saved widget state it only shows "model not
       found" and a random model id; the PNG is what a reader without a kernel
       should see.  Running the cell again brings the live widget back.
     """
@@ -78,7 +78,7 @@ def strip_volatile_metadata(nb: nbformat.NotebookNode) -> None:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             bundle = out.get("data", {})
-            if "image/png" in bundle and WIDGET_VIEW_MIME in bundle:
+            if WIDGET_VIEW_MIME in bundle and ({"image/png", "text/html"} & set(bundle)):
                 del bundle[WIDGET_VIEW_MIME]
     language_info = nb.metadata.get("language_info")
     if isinstance(language_info, dict):
