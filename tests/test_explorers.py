@@ -1,0 +1,214 @@
+"""course_lib.explorers: the pure figure functions and the widgets around them (headless).
+
+Sizes are kept tiny through the functions' keyword arguments, so the whole
+file runs in seconds; the default sizes are timed by benchmarks/bench_explorers.py.
+"""
+import base64
+
+import numpy as np
+import pytest
+
+from course_lib import explorers as E
+from course_lib import plots
+
+SMALL_TRAIN = dict(n_train=96, n_val=48, steps=10, width=16)
+SMALL_OVERFIT = dict(n_train=60, n_test=60, depth=2, width=16, num_epochs=4, batch_size=30, eval_every=2)
+
+
+@pytest.fixture(autouse=True)
+def _raise_errors(monkeypatch):
+    monkeypatch.setattr(E, "RAISE_ERRORS", True)
+    monkeypatch.setattr(E, "DPI", 30)  # small PNGs: the tests compare them, nobody looks
+
+
+@pytest.fixture(scope="module")
+def data():
+    """MNIST-shaped synthetic data on numpy (the widget tests; the backend does not matter there)."""
+    return E.synthetic_splits(n_train=200, n_val=100, n_test=100)
+
+
+def _is_twin(ax, fig):
+    return any(o is not ax and o.get_position().bounds == ax.get_position().bounds for o in fig.axes)
+
+
+def assert_labelled(fig):
+    """Every visible panel has a title and both axis labels (a twin axis: its y label); the figure a title."""
+    assert fig.get_suptitle(), "figure without a title"
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert axes
+    for ax in axes:
+        assert ax.get_ylabel(), f"panel {ax.get_title()!r} has no y label"
+        if not _is_twin(ax, fig) or ax.get_title():
+            assert ax.get_xlabel(), f"panel {ax.get_title()!r} has no x label"
+            assert ax.get_title(), "a panel has no title"
+
+
+# ------------------------------------------------------------------------ pure functions
+PURE = {
+    "init_histograms": (lambda d, v: E.init_histograms(*v, width=20, n_samples=100),
+                        [(3, "xavier", "tanh"), (12, 1.0, "sigmoid"), (4, "he", "relu")]),
+    "bn_batch_stats": (lambda d, v: E.bn_batch_stats(v, n_batches=30, batch_sizes=(2, 8, 32)), [2, 32]),
+    "depth_curves": (lambda d, v: E.depth_curves(d, *v, **SMALL_TRAIN), [(2, True), (3, False)]),
+    "batch_size_effects": (lambda d, v: E.batch_size_effects(d, v, depth=2, batch_sizes=(2, 8, 32),
+                                                             **SMALL_TRAIN), [4, 32]),
+    "weight_decay_curves": (lambda d, v: E.weight_decay_curves(d, v, **SMALL_OVERFIT), [0.0, 0.1]),
+    "dropout_curves": (lambda d, v: E.dropout_curves(d, v, **SMALL_OVERFIT), [0.0, 0.5]),
+}
+
+
+@pytest.mark.parametrize("name", list(PURE))
+def test_pure_function_returns_labelled_figure(name, xp):
+    from course_lib import backend
+    data = E.synthetic_splits(n_train=150, n_val=60, n_test=60)  # on the active backend
+    fn, values = PURE[name]
+    # every parameter value on the CPU; one on the stand-in device (it checks the array handling)
+    for v in values if backend.device == "cpu" else values[:1]:
+        fig = fn(data, v)
+        assert_labelled(fig)
+
+
+def test_pure_functions_are_deterministic(data):
+    for name in ("bn_batch_stats", "depth_curves"):
+        fn, values = PURE[name]
+        a = plots.to_png(fn(data, values[0]), dpi=30)
+        b = plots.to_png(fn(data, values[0]), dpi=30)
+        assert a == b, f"{name} drew two different figures for the same parameters"
+
+
+def test_pure_functions_reject_bad_parameters(data):
+    with pytest.raises(ValueError, match="activation"):
+        E.init_histograms(3, "xavier", "softplus")
+    with pytest.raises(ValueError, match="batch_size"):
+        E.bn_batch_stats(1)
+    with pytest.raises(ValueError, match="drop probability"):
+        E.dropout_curves(data, 1.0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        E.weight_decay_curves(data, -1.0)
+
+
+def test_bn_batch_stats_spread_shrinks_like_inverse_sqrt_m():
+    fig = E.bn_batch_stats(8, n_batches=400, batch_sizes=(2, 8, 32, 128, 512))
+    ax = fig.axes[1]
+    m, spread = (np.asarray(v, dtype=float) for v in ax.lines[0].get_data())
+    np.testing.assert_allclose(spread, 1 / np.sqrt(m), rtol=0.2)
+
+
+def test_bn_batch_stats_takes_a_population(xp):
+    pop = xp.asarray(np.random.default_rng(1).normal(5.0, 2.0, (3000, 3)))
+    fig = E.bn_batch_stats(16, n_batches=40, population=pop, feature=2, batch_sizes=(2, 16))
+    assert_labelled(fig)
+    assert "skewed" not in fig.get_suptitle()
+
+
+def test_data_subsets_are_cached(data):
+    a = E._subset(data, "train", 50)
+    assert E._subset(data, "train", 50) is a
+    assert len(a[0]) == 50 and a[0].shape[1] == 784
+
+
+# ------------------------------------------------------------------------------- widgets
+WIDGETS = {
+    "init_explorer": (lambda d: E.init_explorer(width=20, n_samples=100),
+                      {"depth": 7, "init": "he", "std": 0.05, "activation": "relu"}),
+    "bn_stats_explorer": (lambda d: E.bn_stats_explorer(n_batches=30, batch_sizes=(2, 8, 32)),
+                          {"batch_size": 128}),
+    "depth_explorer": (lambda d: E.depth_explorer(d, depth=3, **SMALL_TRAIN),
+                       {"depth": 2, "batch_norm": False}),
+    "batch_size_explorer": (lambda d: E.batch_size_explorer(d, depth=2, batch_sizes=(2, 8, 32), **SMALL_TRAIN),
+                            {"batch_size": 8}),
+    "weight_decay_explorer": (lambda d: E.weight_decay_explorer(d, **SMALL_OVERFIT), {"weight_decay": 0.0}),
+    "dropout_explorer": (lambda d: E.dropout_explorer(d, **SMALL_OVERFIT), {"p": 0.5}),
+}
+DESCRIPTIONS = {"init_explorer": ["depth (layers)", "init", "init std", "activation"],
+                "bn_stats_explorer": ["batch size"], "depth_explorer": ["depth (hidden layers)", "batch norm (BN)"],
+                "batch_size_explorer": ["batch size"], "weight_decay_explorer": ["weight decay λ"],
+                "dropout_explorer": ["dropout p (drop prob.)"]}
+
+
+@pytest.mark.parametrize("name", list(WIDGETS))
+def test_widget_redraws_on_every_control(name, data):
+    build, new_values = WIDGETS[name]
+    ex = build(data)
+    assert "course-explorer" in ex._dom_classes
+    assert [c.description for c in ex.controls.values()] == DESCRIPTIONS[name]
+    assert ex.n_draws == 1 and ex.status.value.startswith("drawn in")
+    for control in ex.controls.values():
+        if hasattr(control, "continuous_update"):
+            assert control.continuous_update is False
+    for key, value in new_values.items():
+        before_png, before_draws, before_params = ex.png, ex.n_draws, ex.params
+        ex.controls[key].value = value
+        assert ex.last_error is None and ex.status.value.startswith("drawn in"), ex.status.value
+        assert ex.n_draws == before_draws + 1, f"setting {key} did not redraw"
+        assert ex.params != before_params and ex.last_params == ex.params
+        assert ex.png != before_png, f"setting {key} did not change the picture"
+        assert ex.image.value == ex.png
+        assert not any(c.disabled for c in ex.controls.values())
+    # unchanged parameters: no redraw
+    draws = ex.n_draws
+    assert ex.redraw() is False and ex.n_draws == draws and ex.n_skipped >= 1
+
+
+@pytest.mark.parametrize("name", ["bn_stats_explorer", "depth_explorer"])
+def test_mimebundle_carries_the_static_png(name, data):
+    ex = WIDGETS[name][0](data)
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"]) == ex.png
+    assert bundle["text/plain"].startswith(ex.explorer_title) and "\n" not in bundle["text/plain"]
+
+
+def test_busy_state_while_computing():
+    ex = E.bn_stats_explorer(n_batches=20, batch_sizes=(2, 8))
+    seen = []
+    render = ex.render_fn
+
+    def spy(**kw):
+        seen.append((ex.status.value, [c.disabled for c in ex.controls.values()]))
+        return render(**kw)
+
+    ex.render_fn = spy
+    ex.controls["batch_size"].value = 4
+    assert seen == [("computing…", [True])]
+    assert ex.status.value.startswith("drawn in") and not ex.controls["batch_size"].disabled
+
+
+def test_errors_show_in_the_status_line(monkeypatch):
+    ex = E.bn_stats_explorer(n_batches=20, batch_sizes=(2, 8))
+    png = ex.png
+
+    def broken(**kw):
+        raise RuntimeError("no luck")
+
+    ex.render_fn = broken
+    with pytest.raises(RuntimeError):
+        ex.controls["batch_size"].value = 4
+    monkeypatch.setattr(E, "RAISE_ERRORS", False)
+    ex.raise_errors = False
+    ex.controls["batch_size"].value = 8
+    assert ex.status.value == "error: RuntimeError: no luck"
+    assert "course-explorer-error" in ex.status._dom_classes
+    assert ex.png == png and not ex.controls["batch_size"].disabled
+    ex.render_fn = E.bn_batch_stats
+    ex.controls["batch_size"].value = 16
+    assert ex.status.value.startswith("drawn in") and "course-explorer-error" not in ex.status._dom_classes
+
+
+def test_init_explorer_std_slider_and_scheme_stay_in_step():
+    ex = E.init_explorer(width=20, n_samples=100)
+    ex.controls["std"].value = 0.5
+    assert ex.controls["init"].value == "custom" and ex.params["init_scale"] == 0.5
+    ex.controls["init"].value = "he"
+    assert ex.params["init_scale"] == "he"
+    assert ex.controls["std"].value == pytest.approx(np.sqrt(2 / 20))
+    assert ex.controls["init"].value == "he"      # moving the slider to He's std kept the choice
+    ex2 = E.init_explorer(init_scale=0.3, width=20, n_samples=100)
+    assert ex2.controls["init"].value == "custom" and ex2.params["init_scale"] == pytest.approx(0.3)
+
+
+def test_non_default_start_values_are_selectable(data):
+    ex = E.bn_stats_explorer(batch_size=50, n_batches=20, batch_sizes=(2, 8))
+    assert ex.controls["batch_size"].value == 50
+    ex = E.weight_decay_explorer(data, weight_decay=5e-4, **SMALL_OVERFIT)
+    assert ex.params == {"weight_decay": 5e-4}
+    assert ex.controls["weight_decay"].label == "0.0005"
