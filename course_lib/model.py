@@ -135,7 +135,8 @@ class MLP:
             x = layer.forward(x)
             if keep:
                 acts[name] = x
-        self.activations = acts
+        if keep:  # a pass with keep_activations off (evaluate) leaves the last record alone
+            self.activations = acts
         return x
 
     __call__ = forward

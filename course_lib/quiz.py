@@ -223,7 +223,8 @@ QUESTIONS: dict[str, list[Question]] = {
            "BN acts as dropout",
            "BN lowers the learning rate automatically"),
           0,
-          "Xavier's 1/n is a factor 2 too small for ReLU, and 15 layers compound it (2^-15). "
+          "Xavier's 1/n is a factor 2 too small for ReLU, and the 14 ReLU layers of a 15-layer net "
+          "compound it: the variance shrinks by 2^-14 (the std by 2^-7). "
           "BN resets the scale at each layer, whatever the init."),
         Q("You evaluate a trained BN network on the test set, in batches of 100, but forget "
           "to call model.eval(). What happens?",
