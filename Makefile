@@ -9,8 +9,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: lab test notebooks student html bench venv clean
 
-# Tests and committed outputs are made with one BLAS thread per process: pytest runs two notebooks at
-# a time on a 2-core machine, and the same thread count keeps printed numbers identical run to run.
+# One BLAS thread per process: the course's matrices are small (threads cost more than they give),
+# pytest runs two notebooks at a time, and the same thread count everywhere (lab, tests, committed
+# outputs) keeps printed numbers identical run to run.
 ONE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 venv: $(STAMP)
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(ONE_THREAD) $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 test: $(STAMP) student
 	$(ONE_THREAD) $(PY) -m pytest
