@@ -49,8 +49,14 @@ class Optimizer:
         raise NotImplementedError
 
     def _zeros(self, key, p, slot="v"):
-        xp = get_array_module(p)
-        return self.state.setdefault((key, slot), xp.zeros_like(p))
+        """The state array ``slot`` of parameter ``key``, created as zeros on first use."""
+        # look up first: setdefault(k, zeros_like(p)) would allocate and zero a
+        # parameter-sized array on every step only to throw it away
+        state = self.state.get((key, slot))
+        if state is None:
+            xp = get_array_module(p)
+            state = self.state[(key, slot)] = xp.zeros_like(p)
+        return state
 
     def __repr__(self):
         extra = f", weight_decay={self.weight_decay}" if self.weight_decay else ""

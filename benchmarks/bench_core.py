@@ -1,0 +1,412 @@
+#!/usr/bin/env python
+"""Speed of course_lib's numerical core against a GEMM-only lower bound and PyTorch (CPU).
+
+    python benchmarks/bench_core.py [--repeats N] [--quick] [--threads T] [--only W1,W3]
+                                    [--clock wall|cpu] [--no-torch] [--busy-wait]
+
+Workloads (float32 everywhere, batch 128, ReLU, He init):
+
+W1   MLP 784-1000-1000-10, momentum SGD (lr 0.1, momentum 0.9), one epoch of
+     10,240 samples (80 steps), without and with batch normalization.
+W2   the same with 15 linear layers (784-1000x14-10).
+W3   a BatchNorm1d forward + backward on a (128, 1000) batch, 1000 times.
+
+Each is timed three ways, in one process:
+
+course_lib  ``trainer.fit`` for one epoch (what a notebook runs: shuffling, loss and
+            accuracy bookkeeping included); for W3 the BatchNorm1d layer.
+GEMM-only   only the matrix products one training step needs, in numpy, with the
+            same shapes and dtype: forward ``x @ W``; backward ``dout @ W.T`` (not
+            for the first layer, whose input is data) and ``x.T @ dout``.  No
+            framework can do a step with less work, so it is a lower bound.
+torch       the same network as ``torch.nn.Sequential``, ``torch.optim.SGD`` with
+            momentum, the same batches, loss and accuracy read every step as fit
+            does; skipped (with a note) when torch is not installed.
+
+The machine this runs on is shared, so the three are interleaved STEP BY STEP:
+a hook in ``fit`` runs step k of the GEMM-only bound and of PyTorch right after
+course_lib's step k (hook time is not counted against course_lib).  A burst of
+load from other programs then hits all three alike, and the ratios stay
+meaningful even when the absolute times do not.  W3 alternates blocks of 50
+iterations.  Each repeat builds fresh models (not timed); the table shows
+medians over the repeats and ratios of those medians.
+
+BN overhead (BN net / plain net) compares two different epochs, so it is given
+both raw and normalised by the GEMM-only time measured alongside each epoch
+(both nets do the same matrix products): the normalised figure is the one that
+survives load changes between the two runs.
+
+BLAS threads are pinned to the same number for everyone (``--threads``, default
+2) through the environment variables below, set before numpy or torch is
+imported, and ``torch.set_num_threads``.  Idle BLAS/OpenMP threads are told to
+sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, ``OPENBLAS_THREAD_TIMEOUT=4``,
+for both libraries; ``--busy-wait`` keeps the defaults): with two libraries in one
+process, one library's spinning threads otherwise take the cores the other one
+needs.  On a busy machine, two threads on two shared cores also wait for other
+programs; ``--threads 1 --clock cpu`` (this process's CPU time) gives figures
+that other programs cannot inflate.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed epochs per workload (default 5, --quick 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="20 steps per epoch, 250 BN iterations, 3 repeats: a smoke run")
+    p.add_argument("--threads", type=int, default=2, help="BLAS / OpenMP threads for numpy and torch")
+    p.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W3 (default: all)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time (default); cpu: this process's CPU time, which other "
+                        "programs cannot inflate -- meaningful with --threads 1 only, since waiting "
+                        "BLAS/OpenMP threads spin and burn CPU time")
+    p.add_argument("--busy-wait", action="store_true",
+                   help="keep the libraries' default busy-waiting thread pools (see below)")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if it is installed")
+    p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
+                   help="folder with the Fashion-MNIST IDX files (random data when missing)")
+    return p.parse_args(argv)
+
+
+ARGS = parse_args()
+# BLAS libraries read their thread count once, when they load: set it before importing numpy.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)
+# Idle worker threads busy-wait by default (OpenBLAS for about 2**28 cycles, OpenMP for a
+# spin count).  With numpy and torch interleaved in one process, the pool that just ran
+# keeps the second core spinning while the other library's threads need it: measured
+# here, that alone made torch 5x the GEMM-only time and course_lib 2.3x.  Both pools are
+# told to sleep when idle, the same for everyone (unless --busy-wait or already set).
+if not ARGS.busy_wait:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # spin 2**4 cycles, then sleep
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from course_lib import backend  # noqa: E402
+from course_lib.layers import BatchNorm1d  # noqa: E402
+from course_lib.model import MLP  # noqa: E402
+from course_lib.optim import Momentum  # noqa: E402
+from course_lib.trainer import Hook, fit  # noqa: E402
+
+try:
+    if ARGS.no_torch:
+        raise ImportError("--no-torch was given")
+    import torch
+    torch.set_num_threads(ARGS.threads)
+    TORCH_NOTE = ""
+except ImportError as e:
+    torch = None
+    TORCH_NOTE = f"PyTorch column skipped ({e}); `pip install torch` (CPU wheel) to compare."
+
+CLOCK = time.process_time if ARGS.clock == "cpu" else time.perf_counter
+BATCH = 128
+LR, MOMENTUM = 0.1, 0.9
+STEPS = 20 if ARGS.quick else 80
+BN_ITERS = 250 if ARGS.quick else 1000
+BN_BLOCK = 50
+REPEATS = ARGS.repeats or (3 if ARGS.quick else 5)
+SIZES = {"W1": [784, 1000, 1000, 10], "W2": [784] + [1000] * 14 + [10]}
+TARGET_VS_TORCH = {"W1": 1.0, "W2": 1.0, "W3": 1.5}
+TARGET_VS_GEMM = 1.25
+TARGET_BN_OVERHEAD = {"W1": 1.10, "W2": 1.15}
+
+
+# ----------------------------------------------------------------------------- data
+def _read_idx(path):
+    """A gzipped IDX file: 2 zero bytes, type, ndim, ndim big-endian uint32 sizes, then the data."""
+    blob = gzip.open(path).read()
+    ndim = blob[3]
+    shape = tuple(int(d) for d in np.frombuffer(blob, ">u4", ndim, 4))
+    return np.frombuffer(blob, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_data(n):
+    """``n`` Fashion-MNIST training images (float32 in [0, 1], int64 labels), else random data."""
+    folder = Path(ARGS.data)
+    try:
+        x = _read_idx(folder / "train-images-idx3-ubyte.gz")[:n].reshape(n, 784)
+        y = _read_idx(folder / "train-labels-idx1-ubyte.gz")[:n]
+        return x.astype(np.float32) / np.float32(255), y.astype(np.int64), f"Fashion-MNIST ({folder})"
+    except (OSError, ValueError) as e:
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 784), dtype=np.float32)
+        y = rng.integers(0, 10, n).astype(np.int64)
+        return x, y, f"random float32 (Fashion-MNIST not readable: {e})"
+
+
+X, Y, DATA_NOTE = load_data(STEPS * BATCH)
+ORDER = np.random.default_rng(0).permutation(len(X))  # the order fit(seed=0) draws
+
+
+# ----------------------------------------------------------------------------- peers, step by step
+class GemmSteps:
+    """The matrix products of one training step, on fixed random operands of the right shapes."""
+
+    def __init__(self, sizes, bn):
+        rng = np.random.default_rng(2)
+        self.Ws = [rng.standard_normal((a, b), dtype=np.float32) * np.float32(0.03)
+                   for a, b in zip(sizes[:-1], sizes[1:])]
+        self.inputs = [rng.standard_normal((BATCH, a), dtype=np.float32) for a in sizes[:-1]]
+        self.douts = [rng.standard_normal((BATCH, b), dtype=np.float32) for b in sizes[1:]]
+
+    def step(self, k):
+        for x, W in zip(self.inputs, self.Ws):
+            x @ W                                            # forward
+        for i in reversed(range(len(self.Ws))):
+            if i > 0:
+                self.douts[i] @ self.Ws[i].T                 # dx (not for the first layer)
+            self.inputs[i].T @ self.douts[i]                 # dW
+
+
+class TorchSteps:
+    """The same network and optimizer in PyTorch, fed the same batches."""
+
+    def __init__(self, sizes, bn):
+        nn = torch.nn
+        torch.manual_seed(0)
+        layers = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            linear = nn.Linear(fan_in, fan_out, bias=last or not bn)  # no bias before BN, as course_lib
+            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+            layers.append(linear)
+            if last:
+                break
+            if bn:
+                layers.append(nn.BatchNorm1d(fan_out, momentum=0.1))
+            layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers).train()
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM)
+        self.x, self.y = torch.from_numpy(X), torch.from_numpy(Y)
+        self.order = torch.from_numpy(ORDER)
+        self.losses, self.correct = [], 0
+
+    def step(self, k):
+        idx = self.order[k * BATCH:(k + 1) * BATCH]
+        xb, yb = self.x[idx], self.y[idx]
+        logits = self.net(xb)
+        loss = torch.nn.functional.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.losses.append(loss.item())                        # as fit: loss and accuracy every step
+        self.correct += int((logits.argmax(1) == yb).sum())
+
+
+class Interleave(Hook):
+    """Runs the peers' step k right after course_lib's step k; times everyone separately."""
+
+    name = "interleave"
+
+    def __init__(self, peers):
+        self.peers = peers
+        self.times = {"course_lib": 0.0, **{name: 0.0 for name in peers}}
+        self.last = None
+
+    def on_step(self, step, model, history):
+        now = CLOCK()
+        self.times["course_lib"] += now - self.last           # course_lib since the hook last returned
+        for name, peer in self.peers.items():
+            t0 = CLOCK()
+            peer.step(step)
+            self.times[name] += CLOCK() - t0
+        self.last = CLOCK()
+
+
+def epoch(workload, bn, impls, steps=STEPS):
+    """One interleaved epoch of every implementation in ``impls``; returns {impl: seconds}."""
+    sizes = SIZES[workload]
+    model = MLP(sizes, activation="relu", norm="batch" if bn else None, init="he", seed=0)
+    optimizer = Momentum(lr=LR, momentum=MOMENTUM)
+    peers = {}
+    if "gemm" in impls:
+        peers["gemm"] = GemmSteps(sizes, bn)
+    if "torch" in impls:
+        peers["torch"] = TorchSteps(sizes, bn)
+    hook = Interleave(peers)
+    gc.collect()
+    hook.last = CLOCK()
+    history = fit(model, (X, Y), optimizer=optimizer, num_epochs=1, batch_size=BATCH, seed=0,
+                  hooks=[hook], progress=False, max_steps=steps)
+    hook.times["course_lib"] += CLOCK() - hook.last
+    if history.diverged:  # fit stops at a NaN loss: the time would cover fewer steps
+        raise RuntimeError(f"course_lib {workload} bn={bn}: {history.message}")
+    assert len(history.step_loss) == steps
+    return hook.times
+
+
+def bn_blocks(impls, iters=BN_ITERS):
+    """W3: BatchNorm1d forward + backward, course_lib and torch alternating blocks of BN_BLOCK."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((BATCH, 1000), dtype=np.float32) * 2 + 0.5
+    dout = rng.standard_normal((BATCH, 1000), dtype=np.float32)
+    layer = BatchNorm1d(1000)
+
+    def course_lib_block(n):
+        for _ in range(n):
+            layer.forward(x)
+            layer.backward(dout)
+
+    runners = {"course_lib": course_lib_block}
+    if "torch" in impls:
+        bn = torch.nn.BatchNorm1d(1000).train()
+        tx = torch.from_numpy(x.copy()).requires_grad_()
+        tdout = torch.from_numpy(dout)
+        wrt = [tx, bn.weight, bn.bias]
+
+        def torch_block(n):
+            for _ in range(n):
+                out = bn(tx)
+                torch.autograd.grad(out, wrt, tdout)  # dx, dgamma, dbeta, like course_lib's backward
+
+        runners["torch"] = torch_block
+    times = dict.fromkeys(runners, 0.0)
+    gc.collect()
+    for start in range(0, iters, BN_BLOCK):
+        for name, run in runners.items():
+            t0 = CLOCK()
+            run(min(BN_BLOCK, iters - start))
+            times[name] += CLOCK() - t0
+    return times
+
+
+# ----------------------------------------------------------------------------- the run
+def workloads():
+    wanted = [w.strip().upper() for w in ARGS.only.split(",") if w.strip()]
+    rows = [(w, bn) for w in ("W1", "W2") for bn in (False, True)] + [("W3", True)]
+    return [r for r in rows if not wanted or r[0] in wanted]
+
+
+def label(workload, bn):
+    if workload == "W3":
+        return f"W3 BN fwd+bwd x{BN_ITERS}"
+    return f"{workload} {len(SIZES[workload]) - 1} layers{' +BN' if bn else ''}"
+
+
+def run_all():
+    impls = ["course_lib", "gemm"] + (["torch"] if torch is not None else [])
+    rows = workloads()
+    # warm-up: first calls pay for imports, page faults and BLAS thread start-up
+    for w, bn in rows:
+        if w == "W3":
+            bn_blocks(impls, iters=2 * BN_BLOCK)
+        else:
+            epoch(w, bn, impls, steps=3)
+    raw = {(r, i): [] for r in rows for i in impls}
+    for rep in range(REPEATS):
+        for w, bn in rows:
+            times = bn_blocks(impls) if w == "W3" else epoch(w, bn, impls)
+            for impl, t in times.items():
+                raw[((w, bn), impl)].append(t)
+        print(f"  repeat {rep + 1}/{REPEATS} done (load average {os.getloadavg()[0]:.1f})",
+              file=sys.stderr, flush=True)
+    return rows, {k: v for k, v in raw.items() if v}
+
+
+def fmt(v, spec=".3f", suffix=""):
+    return "—" if v is None else format(v, spec) + suffix
+
+
+def report(rows, raw):
+    med = {k: statistics.median(v) for k, v in raw.items()}
+    header = ("workload", "course_lib s", "GEMM-only s", "torch s", "ratio vs torch", "ratio vs GEMM",
+              "target", "PASS/FAIL", "(torch vs GEMM)")
+    table = []
+    for w, bn in rows:
+        cl, gm, th = (med.get(((w, bn), i)) for i in ("course_lib", "gemm", "torch"))
+        vs_torch = cl / th if th else None
+        vs_gemm = cl / gm if gm and w != "W3" else None
+        target, checks = [f"≤{TARGET_VS_TORCH[w]:.2f}x torch"], []
+        if vs_torch is not None:
+            checks.append(vs_torch <= TARGET_VS_TORCH[w])
+        if w != "W3":
+            target.append(f"≤{TARGET_VS_GEMM:.2f}x GEMM")
+            checks.append(vs_gemm <= TARGET_VS_GEMM)
+        verdict = "PASS" if all(checks) else "FAIL"
+        if vs_torch is None and w == "W3":
+            verdict = "— (no torch)"
+        torch_vs_gemm = th / gm if th and gm and w != "W3" else None
+        table.append((label(w, bn), fmt(cl), fmt(gm if w != "W3" else None), fmt(th),
+                      fmt(vs_torch, ".2f", "x"), fmt(vs_gemm, ".2f", "x"), ", ".join(target), verdict,
+                      fmt(torch_vs_gemm, ".2f", "x")))
+    widths = [max(len(str(r[c])) for r in table + [header]) for c in range(len(header))]
+
+    def line(r):
+        return "| " + " | ".join(str(v).ljust(wd) for v, wd in zip(r, widths)) + " |"
+
+    print(line(header))
+    print("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+    for r in table:
+        print(line(r))
+
+    print("\nBN overhead, BN net / plain net (course_lib; target in brackets):")
+    for w in ("W1", "W2"):
+        if ((w, False), "course_lib") not in med or ((w, True), "course_lib") not in med:
+            continue
+        raw_ratio = med[((w, True), "course_lib")] / med[((w, False), "course_lib")]
+        parts = [f"raw {raw_ratio:.3f}x"]
+        verdict_ratio = raw_ratio
+        if ((w, True), "gemm") in raw:
+            # the per-epoch course_lib / GEMM-only ratio cancels the load of that epoch
+            norm = {bn: statistics.median(c / g for c, g in zip(raw[((w, bn), "course_lib")],
+                                                                  raw[((w, bn), "gemm")]))
+                    for bn in (False, True)}
+            verdict_ratio = norm[True] / norm[False]
+            parts.append(f"GEMM-normalised {verdict_ratio:.3f}x")
+        if ((w, True), "torch") in med:
+            parts.append(f"(torch raw {med[((w, True), 'torch')] / med[((w, False), 'torch')]:.3f}x)")
+        ok = "PASS" if verdict_ratio <= TARGET_BN_OVERHEAD[w] else "FAIL"
+        print(f"  {len(SIZES[w]) - 1:>2} layers: {', '.join(parts)}  [≤{TARGET_BN_OVERHEAD[w]:.2f}x] {ok}")
+
+    print("\nEvery repeat (s), in order:")
+    for (row, impl), v in raw.items():
+        print(f"  {label(*row):<22} {impl:<10} " + " ".join(f"{t:.3f}" for t in v))
+
+
+def describe():
+    blas = "?"
+    try:
+        b = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{b.get('name')} {b.get('version')}"
+    except Exception:  # older numpy has no dict mode
+        pass
+    parts = [f"python {platform.python_version()}", f"numpy {np.__version__} ({blas})"]
+    if torch is not None:
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print("; ".join(parts))
+    print(f"BLAS threads {ARGS.threads}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, "
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '(default)')}; "
+          f"{os.cpu_count()} CPUs seen; load average at start "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(f"data: {DATA_NOTE}; {STEPS} steps of {BATCH} per epoch; W3 {BN_ITERS} iterations; "
+          f"{REPEATS} repeats interleaved step by step; medians")
+    print(f"course_lib backend: {backend.device}, dtype {np.dtype(backend.default_dtype).name}; "
+          f"clock: {'process CPU time' if ARGS.clock == 'cpu' else 'wall time'}")
+    if TORCH_NOTE:
+        print(TORCH_NOTE)
+
+
+if __name__ == "__main__":
+    print("command: python benchmarks/bench_core.py " + " ".join(sys.argv[1:]))
+    describe()
+    t_start = time.perf_counter()
+    rows, raw = run_all()
+    print()
+    report(rows, raw)
+    print(f"\nwall time {time.perf_counter() - t_start:.0f} s; load average at the end "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
