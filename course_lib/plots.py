@@ -101,6 +101,33 @@ def _series(h, metric):
     return list(_host(h).reshape(-1))
 
 
+def _layer_values(activations, range, exclude_zeros, who):
+    """Names, flattened finite host values, stds, zero fractions and the shared x range of
+    per-layer activations (a mapping name -> array, or a list named "layer 1", ...)."""
+    if isinstance(activations, Mapping):
+        names, arrays = list(activations), list(activations.values())
+    else:
+        arrays = list(activations)
+        names = [f"layer {i + 1}" for i in builtins.range(len(arrays))]
+    if not arrays:
+        raise ValueError(f"{who} needs at least one layer's activations")
+    values = [_host(a).reshape(-1) for a in arrays]
+    stds = [float(v.std()) for v in values]
+    zero_frac = [float((v == 0).mean()) for v in values]
+    if exclude_zeros:
+        values = [v[v != 0] for v in values]
+    values = [v[np.isfinite(v)] for v in values]
+    if range is None:
+        nonempty = [v[:: max(1, v.size // 20000)] for v in values if v.size]  # a subsample is plenty
+        pooled = np.concatenate(nonempty) if nonempty else np.zeros(1)
+        lo, hi = np.percentile(pooled, [0.5, 99.5])
+        lo = min(0.0, lo) if exclude_zeros else lo
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        range = (float(lo), float(hi))
+    return names, values, stds, zero_frac, range
+
+
 # ------------------------------------------------------------------------ histograms
 def layer_histograms(activations, bins=30, range=None, title="Activation histograms per layer",
                      axes=None, *, max_cols=10, xlabel="activation value", exclude_zeros=False,
@@ -117,28 +144,8 @@ def layer_histograms(activations, bins=30, range=None, title="Activation histogr
     The y axis is the fraction of values per bin, shared by the panels; each panel's
     title gives the layer's standard deviation.
     """
-    if isinstance(activations, Mapping):
-        names, arrays = list(activations), list(activations.values())
-    else:
-        arrays = list(activations)
-        names = [f"layer {i + 1}" for i in builtins.range(len(arrays))]
-    if not arrays:
-        raise ValueError("layer_histograms needs at least one layer's activations")
-    values = [_host(a).reshape(-1) for a in arrays]
-    stds = [float(v.std()) for v in values]
-    zero_frac = [float((v == 0).mean()) for v in values]
-    if exclude_zeros:
-        values = [v[v != 0] for v in values]
-    values = [v[np.isfinite(v)] for v in values]
-    if range is None:
-        nonempty = [v[:: max(1, v.size // 20000)] for v in values if v.size]  # a subsample is plenty
-        pooled = np.concatenate(nonempty) if nonempty else np.zeros(1)
-        lo, hi = np.percentile(pooled, [0.5, 99.5])
-        if exclude_zeros:
-            lo = min(0.0, lo)
-        if hi - lo < 1e-12:
-            lo, hi = lo - 0.5, hi + 0.5
-        range = (float(lo), float(hi))
+    names, values, stds, zero_frac, range = _layer_values(activations, range, exclude_zeros,
+                                                          "layer_histograms")
     edges = np.linspace(range[0], range[1], bins + 1)
     n = len(values)
     if axes is None:
@@ -190,26 +197,9 @@ def layer_ridgeline(activations, bins=40, range=None, ax=None, title="Activation
     *spread* along x, not the height), the layer's std written on the right.
     ``range`` and ``exclude_zeros`` as in :func:`layer_histograms`.  Returns the Axes.
     """
-    if isinstance(activations, Mapping):
-        names, arrays = list(activations), list(activations.values())
-    else:
-        arrays = list(activations)
-        names = [f"layer {i + 1}" for i in builtins.range(len(arrays))]
-    ax = _axes(ax, (6.0, 1.0 + 0.3 * len(arrays)))
-    values = [_host(a).reshape(-1) for a in arrays]
-    stds = [float(v.std()) for v in values]
-    zero_frac = [float((v == 0).mean()) for v in values]
-    if exclude_zeros:
-        values = [v[v != 0] for v in values]
-    values = [v[np.isfinite(v)] for v in values]
-    if range is None:
-        nonempty = [v[:: max(1, v.size // 20000)] for v in values if v.size]  # a subsample is plenty
-        pooled = np.concatenate(nonempty) if nonempty else np.zeros(1)
-        lo, hi = np.percentile(pooled, [0.5, 99.5])
-        lo = min(0.0, lo) if exclude_zeros else lo
-        if hi - lo < 1e-12:
-            lo, hi = lo - 0.5, hi + 0.5
-        range = (float(lo), float(hi))
+    names, values, stds, zero_frac, range = _layer_values(activations, range, exclude_zeros,
+                                                          "layer_ridgeline")
+    ax = _axes(ax, (6.0, 1.0 + 0.3 * len(values)))
     edges = np.linspace(range[0], range[1], bins + 1)
     for i, v in enumerate(values):
         counts, _ = np.histogram(np.clip(v, range[0], range[1]), bins=bins, range=range)  # uniform bins: no sort
