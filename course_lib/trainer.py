@@ -149,53 +149,51 @@ def fit(model, train, *, optimizer="momentum", num_epochs=10, batch_size=128, va
     step = 0
     model.train()
     # a diverging run overflows on purpose in some lessons: report it once, in the history
-    quiet = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-    quiet.__enter__()
-    try:
-        for epoch in range(num_epochs):
-            losses, correct, seen = [], 0.0, 0
-            for idx in iterate_minibatches(len(x), batch_size, rng, drop_last=drop_last):
-                if bad_sample is not None and bad_sample in idx:
-                    raise ValueError(f"the batch at step {step} (epoch {epoch}) contains NaN/inf: "
-                                     f"training sample {bad_sample} is not finite. Clean the data first.")
-                xb, yb = _take(x, idx), _take(y, idx)
-                logits = model.forward(xb)
-                loss, dlogits = softmax_cross_entropy(logits, yb)
-                loss = float(loss)
-                history.step_loss.append(loss)
-                if not math.isfinite(loss):
-                    history.diverged, history.diverged_at_step = True, step
-                    history.message = (f"diverged: the loss became {loss} at step {step} (epoch {epoch}); "
-                                       "try a smaller learning rate or a normalization layer")
-                    return history
-                model.backward(dlogits)
-                optimizer.update(model.params, model.grads)
-                losses.append(loss)
-                correct += accuracy(logits, yb) * len(idx)
-                seen += len(idx)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            for epoch in range(num_epochs):
+                losses, correct, seen = [], 0.0, 0
+                for idx in iterate_minibatches(len(x), batch_size, rng, drop_last=drop_last):
+                    if bad_sample is not None and bad_sample in idx:
+                        raise ValueError(f"the batch at step {step} (epoch {epoch}) contains NaN/inf: "
+                                         f"training sample {bad_sample} is not finite. Clean the data first.")
+                    xb, yb = _take(x, idx), _take(y, idx)
+                    logits = model.forward(xb)
+                    loss, dlogits = softmax_cross_entropy(logits, yb)
+                    loss = float(loss)
+                    history.step_loss.append(loss)
+                    if not math.isfinite(loss):
+                        history.diverged, history.diverged_at_step = True, step
+                        history.message = (f"diverged: the loss became {loss} at step {step} (epoch {epoch}); "
+                                           "try a smaller learning rate or a normalization layer")
+                        return history
+                    model.backward(dlogits)
+                    optimizer.update(model.params, model.grads)
+                    losses.append(loss)
+                    correct += accuracy(logits, yb) * len(idx)
+                    seen += len(idx)
+                    for hook in hooks:
+                        hook.on_step(step, model, history)
+                    step += 1
+                    if max_steps is not None and step >= max_steps:
+                        break
+                history.train_loss.append(float(np.mean(losses)) if losses else float("nan"))
+                history.train_acc.append(correct / max(seen, 1))
+                if val is not None:
+                    vl, va = evaluate(model, *val, batch_size=eval_batch_size)
+                    history.val_loss.append(vl)
+                    history.val_acc.append(va)
                 for hook in hooks:
-                    hook.on_step(step, model, history)
-                step += 1
+                    hook.on_epoch(epoch, model, history)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(history.summary())
                 if max_steps is not None and step >= max_steps:
                     break
-            history.train_loss.append(float(np.mean(losses)) if losses else float("nan"))
-            history.train_acc.append(correct / max(seen, 1))
-            if val is not None:
-                vl, va = evaluate(model, *val, batch_size=eval_batch_size)
-                history.val_loss.append(vl)
-                history.val_acc.append(va)
-            for hook in hooks:
-                hook.on_epoch(epoch, model, history)
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(history.summary())
-            if max_steps is not None and step >= max_steps:
-                break
-    finally:
-        quiet.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
-        model.train()
+                bar.close()
+            model.train()
     return history
 
 

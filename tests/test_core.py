@@ -12,13 +12,9 @@ from course_lib import init as I
 from course_lib import layers as L
 from course_lib import optim
 from course_lib.model import MLP
+from _helpers import blobs, randn
 from course_lib.trainer import (ActivationStats, DeadUnits, GradSnapshots, UpdateRatios, evaluate,
                                 fit)
-
-
-def randn(*shape, seed=1, scale=1.0, shift=0.0):
-    return backend.asarray(np.random.default_rng(seed).standard_normal(shape) * scale + shift,
-                           dtype=np.float64)
 
 
 # ---------------------------------------------------------------- gradient checks
@@ -245,16 +241,8 @@ def test_weight_decay_skips_biases_gamma_beta_and_equals_l2_for_sgd(xp):
 
 
 # ---------------------------------------------------------------- trainer
-def _toy(xp, n=256, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((3, 10)) * 3
-    y = rng.integers(0, 3, n)
-    x = centers[y] + rng.standard_normal((n, 10))
-    return xp.asarray(x.astype(np.float32)), xp.asarray(y)
-
-
 def test_fit_learns_and_is_bit_identical_for_a_seed(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp)
     runs = []
     for _ in range(2):
         model = MLP([10, 16, 16, 3], norm="batch", dropout=0.1, seed=3)
@@ -265,7 +253,7 @@ def test_fit_learns_and_is_bit_identical_for_a_seed(xp):
 
 
 def test_same_seed_same_numbers_on_every_backend(xp):
-    x, y = _toy(np)
+    x, y = blobs(np)
     model = MLP([10, 8, 3], norm="batch", seed=0)
     h = fit(model, (backend.asarray(x), backend.asarray(y)), num_epochs=1, batch_size=64, progress=False)
     backend.use("cpu")
@@ -274,14 +262,14 @@ def test_same_seed_same_numbers_on_every_backend(xp):
 
 
 def test_divergence_is_reported_not_raised(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp)
     h = fit(MLP([10, 64, 64, 3], init=30.0, seed=0), (x * 1000, y), optimizer=optim.SGD(10.0),
             num_epochs=5, batch_size=32, progress=False)
     assert h.diverged and "diverged" in h.message and h.diverged_at_step is not None
 
 
 def test_nan_in_data_is_reported_with_its_step(xp):
-    x, y = _toy(np)
+    x, y = blobs(np)
     x[100, 3] = np.nan
     with pytest.raises(ValueError, match=r"step \d+ .*sample 100"):
         fit(MLP([10, 8, 3]), (backend.asarray(x), backend.asarray(y)), num_epochs=1, batch_size=32,
@@ -289,7 +277,7 @@ def test_nan_in_data_is_reported_with_its_step(xp):
 
 
 def test_hooks_record_diagnostics(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp)
     hooks = [ActivationStats(every=2), DeadUnits(x[:64]), UpdateRatios(every=2), GradSnapshots(every=4)]
     h = fit(MLP([10, 16, 3], seed=0), (x, y), num_epochs=2, batch_size=32, progress=False, hooks=hooks)
     ex = h.extras

@@ -8,18 +8,7 @@ from course_lib import inference
 from course_lib import layers as L
 from course_lib.model import MLP
 from course_lib.trainer import evaluate, fit
-
-
-def randn(*shape, seed=1, scale=1.0, shift=0.0, dtype=np.float64):
-    return backend.asarray(np.random.default_rng(seed).standard_normal(shape) * scale + shift, dtype=dtype)
-
-
-def _toy(xp, n=240, dtype=np.float32):
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((3, 10)) * 3
-    y = rng.integers(0, 3, n)
-    x = centers[y] + rng.standard_normal((n, 10))
-    return backend.asarray(x, dtype=dtype), xp.asarray(y)
+from _helpers import blobs, randn
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
@@ -43,7 +32,7 @@ def test_fold_linear_bn_validates_shapes(xp):
 
 @pytest.mark.parametrize("norm", ["batch", "renorm"])
 def test_fold_batchnorm_keeps_the_eval_function(xp, norm):
-    x, y = _toy(xp)
+    x, y = blobs(xp, 240)
     model = MLP([10, 16, 16, 3], norm=norm, seed=2, norm_kwargs={"momentum": 0.3})
     fit(model, (x, y), num_epochs=2, batch_size=32, progress=False)
     before = {k: backend.to_numpy(v).copy() for k, v in model.params.items()}
@@ -73,7 +62,7 @@ def test_fold_batchnorm_refuses_a_bn_that_does_not_follow_a_linear(xp):
 
 
 def test_predict_with_batch_stats_uses_each_batch_and_leaves_the_model_alone(xp):
-    x, y = _toy(xp, n=101)
+    x, y = blobs(xp, 101)
     model = MLP([10, 16, 3], norm="batch", dropout=0.3, seed=1)
     fit(model, (x, y), num_epochs=1, batch_size=16, progress=False)
     model.eval()
@@ -97,7 +86,7 @@ def test_predict_with_batch_stats_uses_each_batch_and_leaves_the_model_alone(xp)
 
 
 def test_evaluate_with_batch_stats_matches_eval_for_a_model_without_norm(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp, 240)
     model = MLP([10, 8, 3], seed=0)
     fit(model, (x, y), num_epochs=1, batch_size=32, progress=False)
     loss, acc = inference.evaluate_with_batch_stats(model, x, y, batch_size=7)

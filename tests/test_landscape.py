@@ -6,18 +6,11 @@ from course_lib import landscape
 from course_lib.functional import softmax_cross_entropy
 from course_lib.model import MLP
 from course_lib.trainer import fit
-
-
-def _toy(xp, n=120):
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((3, 10)) * 3
-    y = rng.integers(0, 3, n)
-    x = centers[y] + rng.standard_normal((n, 10))
-    return backend.asarray(x, dtype=np.float64), xp.asarray(y)
+from _helpers import blobs
 
 
 def test_probe_matches_a_manual_step_and_leaves_the_model_alone(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp, 120, dtype=np.float64)
     model = MLP([10, 8, 3], norm="batch", seed=0, dtype=np.float64)
     bn = model.layer("batchnorm0")
     params = {k: backend.to_numpy(v).copy() for k, v in model.params.items()}
@@ -39,7 +32,7 @@ def test_probe_matches_a_manual_step_and_leaves_the_model_alone(xp):
 
 
 def test_smoothness_probe_hook_records(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp, 120, dtype=np.float64)
     x = x.astype(np.float32)
     model = MLP([10, 8, 3], seed=0)
     h = fit(model, (x, y), num_epochs=2, batch_size=20, progress=False,

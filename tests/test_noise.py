@@ -7,14 +7,7 @@ from course_lib import gradcheck as G
 from course_lib import noise
 from course_lib.model import MLP
 from course_lib.trainer import fit
-
-
-def _toy(xp, n=240):
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((3, 10)) * 3
-    y = rng.integers(0, 3, n)
-    x = centers[y] + rng.standard_normal((n, 10))
-    return backend.asarray(x, dtype=np.float32), xp.asarray(y)
+from _helpers import blobs
 
 
 def test_noise_layer_gradient(xp):
@@ -44,7 +37,7 @@ def test_noise_is_a_random_affine_map_redrawn_every_step(xp):
 
 
 def test_add_noise_after_norm_and_train(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp, 240)
     model = noise.add_noise_after_norm(MLP([10, 16, 16, 3], norm="batch", seed=0), scale=1.5, shift=0.5)
     assert model.layer_names == ["linear0", "batchnorm0", "noise0", "relu0", "linear1", "batchnorm1",
                                  "noise1", "relu1", "linear2"]
@@ -60,7 +53,7 @@ def test_add_noise_after_norm_and_train(xp):
 
 
 def test_noise_makes_the_distribution_move_more(xp):
-    x, y = _toy(xp)
+    x, y = blobs(xp, 240)
     shifts = {}
     for kind in ("batch", "noisy"):
         model = MLP([10, 16, 3], norm="batch", seed=0)
