@@ -11,7 +11,7 @@ W1   MLP 784-1000-1000-10, momentum SGD (lr 0.1, momentum 0.9), one epoch of
 W2   the same with 15 linear layers (784-1000x14-10).
 W3   a BatchNorm1d forward + backward on a (128, 1000) batch, 1000 times.
 
-Each is timed three ways, in one process:
+Each is timed four ways, in one process:
 
 course_lib  ``trainer.fit`` for one epoch (what a notebook runs: shuffling, loss and
             accuracy bookkeeping included); for W3 the BatchNorm1d layer.
@@ -19,14 +19,19 @@ GEMM-only   only the matrix products one training step needs, in numpy, with the
             same shapes and dtype: forward ``x @ W``; backward ``dout @ W.T`` (not
             for the first layer, whose input is data) and ``x.T @ dout``.  No
             framework can do a step with less work, so it is a lower bound.
+numpy floor the same step written as bare numpy statements, the fewest elementwise
+            passes it needs and nothing else (no classes, checks or bookkeeping): about
+            the best a numpy implementation of the step can do.  course_lib / floor is
+            the framework's own overhead, floor / GEMM-only what numpy's elementwise
+            work costs.
 torch       the same network as ``torch.nn.Sequential``, ``torch.optim.SGD`` with
             momentum, the same batches, loss and accuracy read every step as fit
             does; skipped (with a note) when torch is not installed.
 
-The machine this runs on is shared, so the three are interleaved STEP BY STEP:
-a hook in ``fit`` runs step k of the GEMM-only bound and of PyTorch right after
-course_lib's step k (hook time is not counted against course_lib).  A burst of
-load from other programs then hits all three alike, and the ratios stay
+The machine this runs on is shared, so they are interleaved STEP BY STEP:
+a hook in ``fit`` runs step k of the GEMM-only bound, the numpy floor and PyTorch
+right after course_lib's step k (hook time is not counted against course_lib).  A
+burst of load from other programs then hits all of them alike, and the ratios stay
 meaningful even when the absolute times do not.  W3 alternates blocks of 50
 iterations.  Each repeat builds fresh models (not timed); the table shows
 medians over the repeats and ratios of those medians.
@@ -74,6 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--busy-wait", action="store_true",
                    help="keep the libraries' default busy-waiting thread pools (see below)")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if it is installed")
+    p.add_argument("--check", action="store_true",
+                   help="time nothing: check that the numpy floor computes course_lib's gradients, then exit")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
                    help="folder with the Fashion-MNIST IDX files (random data when missing)")
     return p.parse_args(argv)
@@ -171,6 +178,93 @@ class GemmSteps:
             self.inputs[i].T @ self.douts[i]                 # dW
 
 
+class FloorSteps:
+    """A whole training step as bare numpy statements: the GEMMs plus the fewest elementwise passes
+    a momentum-SGD step with ReLU (and BN) needs, with no classes, checks or bookkeeping.
+
+    It answers a different question from the GEMM-only bound: how close can numpy itself get?
+    course_lib / floor is the framework's own overhead; floor / GEMM-only is what numpy's
+    elementwise operations cost on this machine.  The maths is that of course_lib's functional
+    module (same operations, same order); lr is 0 so 80 steps on fixed operands stay finite.
+    """
+
+    def __init__(self, sizes, bn):
+        rng = np.random.default_rng(2)
+        f32 = np.float32
+        self.bn = bn
+        self.Ws = [rng.standard_normal((a, b), dtype=f32) * f32(np.sqrt(2 / a))  # He init
+                   for a, b in zip(sizes[:-1], sizes[1:])]
+        last = len(self.Ws) - 1
+        self.bs = [np.zeros(b, f32) if (i == last or not bn) else None for i, b in enumerate(sizes[1:])]
+        self.gammas = [np.ones(b, f32) for b in sizes[1:-1]]
+        self.betas = [np.zeros(b, f32) for b in sizes[1:-1]]
+        # parameters under the names course_lib's MLP gives them (--check compares by name)
+        self.params = {f"linear{i}.W": W for i, W in enumerate(self.Ws)}
+        self.params.update({f"linear{i}.b": b for i, b in enumerate(self.bs) if b is not None})
+        if bn:
+            self.params.update({f"batchnorm{i}.gamma": g for i, g in enumerate(self.gammas)})
+            self.params.update({f"batchnorm{i}.beta": b for i, b in enumerate(self.betas)})
+        self.velocities = {key: np.zeros_like(p) for key, p in self.params.items()}
+        # gradients live between steps, as in a layer's ``grads``: each new one is allocated while the
+        # old one is still held, then replaces it.  (A fresh dict per step frees ~60 MB at the end of
+        # every W2 step; glibc hands that back to the OS and page-faults it in again: +30 % time.)
+        self.grads = {}
+
+    def step(self, k):
+        idx = ORDER[k * BATCH:(k + 1) * BATCH]
+        x, y, n = X[idx], Y[idx], BATCH
+        Ws, bs, bn, L = self.Ws, self.bs, self.bn, len(self.Ws)
+        inputs, masks, caches = [], [], []
+        for i in range(L):                                          # forward
+            inputs.append(x)
+            h = x @ Ws[i]
+            if bs[i] is not None:
+                h += bs[i]
+            if i == L - 1:
+                break
+            if bn:
+                mean = h.mean(axis=0)
+                xc = h - mean
+                inv_std = 1.0 / np.sqrt(np.einsum("ij,ij->j", xc, xc) / n + 1e-5)
+                xc *= inv_std
+                caches.append((xc, inv_std))
+                h = xc * self.gammas[i]
+                h += self.betas[i]
+            x = np.maximum(h, 0)
+            masks.append(x)
+        shifted = h - h.max(axis=1, keepdims=True)                  # softmax cross-entropy
+        exp = np.exp(shifted)
+        sum_exp = exp.sum(axis=1, keepdims=True)
+        float(-(shifted[np.arange(n), y] - np.log(sum_exp[:, 0])).sum() / n)
+        d = exp / sum_exp
+        d[np.arange(n), y] -= 1
+        d /= n
+        int((h.argmax(1) == y).sum())
+        grads = self.grads
+        for i in reversed(range(L)):                               # backward
+            grads[f"linear{i}.W"] = inputs[i].T @ d
+            if bs[i] is not None:
+                grads[f"linear{i}.b"] = d.sum(axis=0)
+            if i == 0:
+                break
+            d = d @ Ws[i].T
+            d = d * (masks[i - 1] > 0)
+            if bn:
+                xhat, inv_std = caches[i - 1]
+                dbeta = d.sum(axis=0)
+                dgamma = np.einsum("ij,ij->j", d, xhat)
+                dx = xhat * (dgamma * (-1.0 / n))
+                dx -= dbeta * (1.0 / n)
+                dx += d
+                dx *= self.gammas[i - 1] * inv_std
+                grads[f"batchnorm{i - 1}.gamma"], grads[f"batchnorm{i - 1}.beta"], d = dgamma, dbeta, dx
+        for key, p in self.params.items():                         # momentum SGD (lr 0)
+            v = self.velocities[key]
+            v *= MOMENTUM
+            v += grads[key]
+            p -= 0.0 * v
+
+
 class TorchSteps:
     """The same network and optimizer in PyTorch, fed the same batches."""
 
@@ -236,6 +330,8 @@ def epoch(workload, bn, impls, steps=STEPS):
     peers = {}
     if "gemm" in impls:
         peers["gemm"] = GemmSteps(sizes, bn)
+    if "floor" in impls:
+        peers["floor"] = FloorSteps(sizes, bn)
     if "torch" in impls:
         peers["torch"] = TorchSteps(sizes, bn)
     hook = Interleave(peers)
@@ -285,6 +381,28 @@ def bn_blocks(impls, iters=BN_ITERS):
     return times
 
 
+def check_floor():
+    """The floor must do course_lib's work, not less: one step from zero velocity leaves each
+    velocity equal to the gradient, which must match course_lib's on the same weights and batch."""
+    for bn in (False, True):
+        floor = FloorSteps(SIZES["W1"], bn)
+        model = MLP(SIZES["W1"], activation="relu", norm="batch" if bn else None, seed=0)
+        params = model.params
+        assert sorted(floor.params) == sorted(params), (sorted(floor.params), sorted(params))
+        for key, p in floor.params.items():
+            params[key][...] = p
+        floor.step(0)
+        idx = ORDER[:BATCH]
+        _, dlogits, _ = model.loss(X[idx], Y[idx])
+        model.backward(dlogits)
+        grads = model.grads
+        for key, v in floor.velocities.items():
+            err = float(np.abs(v - grads[key]).max() / max(float(np.abs(grads[key]).max()), 1e-30))
+            assert err <= 1e-5, (f"numpy floor and course_lib disagree on {key} (bn={bn}): "
+                                 f"relative error {err:.1e}")
+        print(f"numpy floor == course_lib gradients ({'with' if bn else 'without'} BN, {len(grads)} arrays)")
+
+
 # ----------------------------------------------------------------------------- the run
 def workloads():
     wanted = [w.strip().upper() for w in ARGS.only.split(",") if w.strip()]
@@ -299,7 +417,7 @@ def label(workload, bn):
 
 
 def run_all():
-    impls = ["course_lib", "gemm"] + (["torch"] if torch is not None else [])
+    impls = ["course_lib", "gemm", "floor"] + (["torch"] if torch is not None else [])
     rows = workloads()
     # warm-up: first calls pay for imports, page faults and BLAS thread start-up
     for w, bn in rows:
@@ -325,10 +443,10 @@ def fmt(v, spec=".3f", suffix=""):
 def report(rows, raw):
     med = {k: statistics.median(v) for k, v in raw.items()}
     header = ("workload", "course_lib s", "GEMM-only s", "torch s", "ratio vs torch", "ratio vs GEMM",
-              "target", "PASS/FAIL", "(torch vs GEMM)")
+              "target", "PASS/FAIL", "(torch vs GEMM)", "(numpy floor vs GEMM)", "(course_lib vs floor)")
     table = []
     for w, bn in rows:
-        cl, gm, th = (med.get(((w, bn), i)) for i in ("course_lib", "gemm", "torch"))
+        cl, gm, th, fl = (med.get(((w, bn), i)) for i in ("course_lib", "gemm", "torch", "floor"))
         vs_torch = cl / th if th else None
         vs_gemm = cl / gm if gm and w != "W3" else None
         target, checks = [f"≤{TARGET_VS_TORCH[w]:.2f}x torch"], []
@@ -343,7 +461,8 @@ def report(rows, raw):
         torch_vs_gemm = th / gm if th and gm and w != "W3" else None
         table.append((label(w, bn), fmt(cl), fmt(gm if w != "W3" else None), fmt(th),
                       fmt(vs_torch, ".2f", "x"), fmt(vs_gemm, ".2f", "x"), ", ".join(target), verdict,
-                      fmt(torch_vs_gemm, ".2f", "x")))
+                      fmt(torch_vs_gemm, ".2f", "x"), fmt(fl / gm if fl and gm else None, ".2f", "x"),
+                      fmt(cl / fl if fl else None, ".2f", "x")))
     widths = [max(len(str(r[c])) for r in table + [header]) for c in range(len(header))]
 
     def line(r):
@@ -402,6 +521,9 @@ def describe():
 
 
 if __name__ == "__main__":
+    if ARGS.check:
+        check_floor()
+        sys.exit(0)
     print("command: python benchmarks/bench_core.py " + " ".join(sys.argv[1:]))
     describe()
     t_start = time.perf_counter()

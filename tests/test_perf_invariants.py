@@ -4,8 +4,14 @@ The benchmark (benchmarks/bench_core.py) measures speed; these tests make sure
 the cheap-to-break conditions behind it stay true on every backend: float32 in
 gives float32 everywhere (no silent float64 upcast doubling the memory traffic),
 the in-place tricks never touch the caller's arrays, optimizer state is made
-once and updated in place, and the first layer skips its input gradient.
+once and updated in place, and the first layer skips its input gradient.  The
+benchmark's numpy-floor peer is checked to compute what course_lib computes.
 """
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -118,3 +124,14 @@ def test_fit_float32_end_to_end(xp):
     bn = model.layer("batchnorm0")
     assert all(v.dtype == np.float32 for v in bn.buffers.values())
     assert isinstance(model.layer("linear0"), L.Linear) and not model.layer("linear0").need_input_grad
+
+
+def test_benchmark_numpy_floor_does_course_libs_work():
+    """The benchmark's 'numpy floor' peer is only a fair comparison if it computes what a
+    course_lib step computes: its --check mode compares one step's gradients (with and without BN)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_core.py"), "--check", "--no-torch",
+                           "--threads", "1"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("numpy floor == course_lib gradients") == 2, proc.stdout
