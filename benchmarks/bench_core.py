@@ -207,7 +207,7 @@ class FloorSteps:
         self.velocities = {key: np.zeros_like(p) for key, p in self.params.items()}
         # gradients live between steps, as in a layer's ``grads``: each new one is allocated while the
         # old one is still held, then replaces it.  (A fresh dict per step frees ~60 MB at the end of
-        # every W2 step; glibc hands that back to the OS and page-faults it in again: +30 % time.)
+        # every W2 step; glibc hands that back to the OS and page-faults it in again: ~25 % slower.)
         self.grads = {}
 
     def step(self, k):
