@@ -135,3 +135,18 @@ def test_benchmark_numpy_floor_does_course_libs_work():
                            "--threads", "1"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("numpy floor == course_lib gradients") == 2, proc.stdout
+
+
+def test_benchmark_reports_a_diverged_run_and_goes_on():
+    """A workload whose loss turns NaN is reported in its row; the benchmark still finishes
+    and times the rest (it used to stop with a RuntimeError on some BLAS kernels)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_core.py"), "--quick", "--repeats", "1",
+                           "--only", "W1,W3", "--no-torch", "--threads", "1", "--clock", "cpu", "--lr", "1e6"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| W")]
+    assert len(rows) == 3, proc.stdout
+    assert "diverged at step" in rows[0], proc.stdout        # the plain net blows up at lr 1e6
+    assert "diverged at step" not in rows[2] and "W3" in rows[2], proc.stdout  # the rest was timed
