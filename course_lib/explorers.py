@@ -521,7 +521,8 @@ def batch_size_effects(data, batch_size=32, *, depth=4, width=64, n_train=1000, 
         model, h = _train(data, depth=depth, width=width, norm="batch" if bn else None, steps=steps,
                           batch_size=batch_size, lr=lr, init=init, n_train=n_train, n_eval=n_val,
                           eval_every=max(steps // 8, 1), seed=seed)
-        runs[bn] = (h, dead_unit_counts(model, x))
+        # a diverged net has NaN weights: its "dead units" would be every unit, so none are counted
+        runs[bn] = (h, {} if h.diverged else dead_unit_counts(model, x))
     fig = fig if fig is not None else _figure()
     ax1, ax2, ax3 = fig.subplots(1, 3)
     _adjust(fig)
@@ -536,10 +537,10 @@ def batch_size_effects(data, batch_size=32, *, depth=4, width=64, n_train=1000, 
             title=f"Accuracy, batch size {batch_size}")
     ax1.legend(fontsize=7, loc="best")
     layers = np.arange(1, depth + 1)
-    for k, (bn, (_, dead)) in enumerate(runs.items()):
+    for k, (bn, (h, dead)) in enumerate(runs.items()):
         counts = [dead.get(f"relu{i}", 0) for i in range(depth)]
         ax2.bar(layers + (k - 0.5) * 0.38, counts, width=0.38, color="C0" if bn else "C1",
-                label=f"{'with' if bn else 'without'} BN: {sum(counts)} dead")
+                label=f"{'with' if bn else 'without'} BN: " + ("diverged" if h.diverged else f"{sum(counts)} dead"))
     ax2.set(xlabel="hidden layer", ylabel=f"dead ReLU units (of {width})", ylim=(0, width),
             title="Dead units after training", xticks=layers)
     ax2.legend(fontsize=7, loc="upper left")
@@ -591,8 +592,10 @@ def _overfit_figure(data, *, weight_decay, dropout, n_train, n_test, depth, widt
     for ax in (ax1, ax2, ax3):
         ax.title.set_fontsize(10)
     gap = tr_acc[-1] - te_acc[-1] if len(t) else float("nan")
+    result = (f"diverged at step {h.diverged_at_step} (lr {lr} is too large)" if h.diverged else
+              f"final train {tr_acc[-1]:.2f}, test {te_acc[-1]:.2f}, gap {gap:.2f}")
     fig.suptitle(f"{what}: {n_train} training images, {depth} hidden layers x {width}, {num_epochs} epochs; "
-                 f"final train {tr_acc[-1]:.2f}, test {te_acc[-1]:.2f}, gap {gap:.2f}", fontsize=10)
+                 f"{result}", fontsize=10)
     return fig
 
 

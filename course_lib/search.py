@@ -19,6 +19,7 @@ and any other numbers or curves.  A trial that raises is recorded as
 from __future__ import annotations
 
 import math
+import os
 import traceback
 from dataclasses import dataclass, field
 from itertools import product
@@ -161,8 +162,14 @@ def _execute(objective, settings, n_jobs=1, client=None):
     elif n_jobs == 1:
         trials = [run_trial(objective, *job) for job in jobs]
     else:
-        from joblib import Parallel, delayed
-        trials = Parallel(n_jobs=n_jobs)(delayed(run_trial)(objective, *job) for job in jobs)
+        from joblib import Parallel, delayed, parallel_config
+        # Trials are the parallel unit: each worker gets cpu_count // workers BLAS threads, even if
+        # the parent asks for more (OPENBLAS_NUM_THREADS=2 with 2 workers on 2 cores would make
+        # 4 spinning BLAS threads fight for 2 cores, several times slower).
+        n_cpu = os.cpu_count() or 1
+        n_workers = n_cpu if n_jobs < 0 else max(min(n_jobs, n_cpu), 1)
+        with parallel_config(backend="loky", inner_max_num_threads=max(n_cpu // n_workers, 1)):
+            trials = Parallel(n_jobs=n_jobs)(delayed(run_trial)(objective, *job) for job in jobs)
     return SearchResult(sorted(trials, key=lambda t: t.index))
 
 
@@ -198,34 +205,89 @@ def grid_search(objective, space, points_per_axis, *, seed=0, n_jobs=1, client=N
     return _execute(objective, list(zip(settings, _seeds(rng, len(settings)))), n_jobs, client)
 
 
-def narrow(space, result, top_k=5, margin=0.5):
+class SearchEdgeWarning(UserWarning):
+    """The best trials sit at an edge of the search space: the optimum may lie beyond it."""
+
+
+def _widened(dist, vals, margin):
+    """The range ``vals`` spans, widened by ``margin`` (decades for LogUniform, a fraction of the
+    span for Uniform), before any clamping to ``dist``'s bounds."""
+    if isinstance(dist, LogUniform):
+        return 10 ** (math.log10(min(vals)) - margin), 10 ** (math.log10(max(vals)) + margin)
+    span = (max(vals) - min(vals)) or (dist.high - dist.low) * 0.1
+    return min(vals) - margin * span, max(vals) + margin * span
+
+
+def edges_hit(space, result, top_k=5, margin=0.5):
+    """Which bounds of ``space`` the ``top_k`` best trials press against: ``{name: "low" | "high" |
+    "both"}`` for every LogUniform/Uniform parameter whose widened top-k range (as in :func:`narrow`)
+    crosses a bound.  An edge that is hit means the optimum may lie outside the searched range."""
+    top = result.top(top_k)
+    if not top:
+        raise ValueError("no successful trials to look at")
+    hit = {}
+    for name, dist in space.items():
+        if not isinstance(dist, (LogUniform, Uniform)):
+            continue
+        lo, hi = _widened(dist, [t.params[name] for t in top], margin)
+        low, high = lo < dist.low, hi > dist.high
+        if low or high:
+            hit[name] = "both" if low and high else "low" if low else "high"
+    return hit
+
+
+def narrow(space, result, top_k=5, margin=0.5, *, at_edge="warn"):
     """A finer space around the ``top_k`` best trials: for each LogUniform/Uniform
     parameter, the range the top trials span, widened by ``margin`` (in decades for
-    LogUniform, as a fraction of the span for Uniform).  The coarse → fine step."""
+    LogUniform, as a fraction of the span for Uniform).  The coarse → fine step.
+
+    When the widened range crosses a bound of the coarse space (:func:`edges_hit`), the best
+    trials sit at its edge and the optimum may lie beyond it.  ``at_edge`` says what to do:
+    ``"extend"`` lets the fine range go past that bound (search where the evidence points),
+    ``"clamp"`` keeps it inside the coarse bounds, ``"warn"`` (default) clamps and warns with
+    :class:`SearchEdgeWarning`.  A parameter whose top trials press against *both* bounds shows
+    no direction (the top trials span its whole range: it barely matters); it keeps its coarse
+    range and is never warned about.
+    """
+    if at_edge not in ("warn", "clamp", "extend"):
+        raise ValueError(f"at_edge must be 'warn', 'clamp' or 'extend', got {at_edge!r}")
     top = result.top(top_k)
     if not top:
         raise ValueError("no successful trials to narrow around")
+    hit = {name: side for name, side in edges_hit(space, result, top_k, margin).items() if side != "both"}
+    if hit and at_edge == "warn":
+        import warnings
+        where = ", ".join(f"{name} ({side} edge)" for name, side in hit.items())
+        warnings.warn(f"the {top_k} best trials sit at the edge of the search space: {where}; the fine "
+                      "range is clamped there, so the optimum may lie outside it. Pass "
+                      "at_edge='extend' to search beyond the edge.", SearchEdgeWarning, stacklevel=2)
     new = {}
     for name, dist in space.items():
-        vals = [t.params[name] for t in top]
-        if isinstance(dist, LogUniform):
-            lo, hi = math.log10(min(vals)) - margin, math.log10(max(vals)) + margin
-            new[name] = LogUniform(max(10 ** lo, dist.low), min(10 ** hi, dist.high))
-        elif isinstance(dist, Uniform):
-            span = (max(vals) - min(vals)) or (dist.high - dist.low) * 0.1
-            new[name] = Uniform(max(min(vals) - margin * span, dist.low), min(max(vals) + margin * span, dist.high))
-        else:
+        if not isinstance(dist, (LogUniform, Uniform)):
             new[name] = dist
+            continue
+        lo, hi = _widened(dist, [t.params[name] for t in top], margin)
+        if at_edge != "extend" or name not in hit:
+            lo, hi = max(lo, dist.low), min(hi, dist.high)
+        if isinstance(dist, LogUniform):
+            lo = max(lo, np.finfo(float).tiny)
+        new[name] = type(dist)(lo, hi)
     return new
 
 
 def successive_halving(objective, space, n_trials, *, min_budget=1, eta=3, rounds=None, seed=0,
-                       n_jobs=1, client=None):
+                       n_jobs=1, client=None, max_budget=None):
     """Successive halving (Jamieson & Talwalkar 2016): evaluate ``n_trials`` settings on a
     small budget, keep the best ``1/eta``, give them ``eta`` times the budget, repeat.
 
-    The objective receives the budget as ``params["budget"]`` (e.g. epochs).  Returns the
-    list of :class:`SearchResult` per round (the last one holds the winners).
+    The objective receives the budget as ``params["budget"]`` (e.g. epochs), capped at
+    ``max_budget`` if given.  Returns the list of :class:`SearchResult` per round (the last one
+    holds the winners).  The settings and trial seeds are those of
+    ``random_search(objective, space, n_trials, seed=seed)``, so a round run at the full budget
+    repeats that search's trials exactly.
+
+    The minimum budget must be large enough for the first round's ranking to mean something:
+    if every trial is still at chance after ``min_budget``, the survivors are a random pick.
     """
     _check_space(space)
     rng = np.random.default_rng(seed)
@@ -245,6 +307,8 @@ def successive_halving(objective, space, n_trials, *, min_budget=1, eta=3, round
         ranked = sorted(res.ok_trials, key=lambda t: (-t.val_acc, t.index))[:keep]
         survivors = [t.index for t in ranked]
         budget *= eta
+        if max_budget is not None:
+            budget = min(budget, max_budget)
     return rounds_out
 
 
@@ -290,10 +354,58 @@ class MLPObjective:
                 "train_acc": h.train_acc[-1] if h.train_acc else float("nan")}
 
 
+class ToyObjective:
+    """A fast stand-in for training: a smooth bump of "validation accuracy" in log space,
+
+        val_acc = 0.98 * exp(-d / 2) + N(0, noise^2),
+        d = (log10 lr - log10 lr_opt)^2 + wd_weight * (log10 wd - log10 wd_opt)^2,
+
+    seeded by the trial seed.  ``wd_weight`` says how much the weight decay matters relative to
+    the learning rate (0: not at all, as in chapter 08's real search).  Diverges (NaN) for
+    lr > 0.5 and raises for non-positive values, like a real objective can."""
+
+    def __init__(self, lr_opt=1e-3, wd_opt=1e-6, wd_weight=0.25, noise=0.005):
+        self.lr_opt, self.wd_opt, self.wd_weight, self.noise = lr_opt, wd_opt, wd_weight, noise
+
+    def __call__(self, params, seed):
+        lr, wd = params["lr"], params.get("weight_decay", self.wd_opt)
+        if lr <= 0 or wd <= 0:
+            raise ValueError(f"lr and weight_decay must be positive, got lr={lr}, weight_decay={wd}")
+        if lr > 0.5:
+            return {"val_acc": float("nan"), "diverged": True}
+        d = ((math.log10(lr) - math.log10(self.lr_opt)) ** 2
+             + self.wd_weight * (math.log10(wd) - math.log10(self.wd_opt)) ** 2)
+        noise = np.random.default_rng(seed).normal(0, self.noise)
+        return {"val_acc": float(0.98 * math.exp(-d / 2) + noise)}
+
+
+def grid_vs_random_toy(space, n_draws, *, points_per_axis=4, wd_weight=0.25, seed=0, optimum=None):
+    """Best-of-budget of grid search vs random search (same number of trials) on
+    :class:`ToyObjective` bumps whose optimum is drawn log-uniformly over ``space`` (an ``lr``
+    and a ``weight_decay`` LogUniform), once per draw.
+
+    The optima and the searches' seeds come from separate streams, so where the optimum sits
+    is independent of where the random search looks.  ``optimum=(lr, weight_decay)`` fixes the
+    optimum instead (only the searches' seeds then vary).  Returns ``{"grid": array, "random":
+    array}`` of the best validation accuracy per draw."""
+    lr_d, wd_d = space["lr"], space["weight_decay"]
+    where = np.random.default_rng([seed, 0])
+    search_seeds = np.random.default_rng([seed, 1]).integers(0, 2**31 - 1, n_draws)
+    n_trials = points_per_axis ** len(space)
+    grid, rand = np.empty(n_draws), np.empty(n_draws)
+    for k in range(n_draws):
+        lr_opt, wd_opt = optimum if optimum is not None else (lr_d.sample(where), wd_d.sample(where))
+        bump = ToyObjective(lr_opt=lr_opt, wd_opt=wd_opt, wd_weight=wd_weight)
+        grid[k] = grid_search(bump, space, points_per_axis, seed=int(search_seeds[k])).best.val_acc
+        rand[k] = random_search(bump, space, n_trials, seed=int(search_seeds[k])).best.val_acc
+    return {"grid": grid, "random": rand}
+
+
 def toy_objective(params, seed):
     """A fast stand-in for training, for demos and tests: a smooth bump of "validation accuracy"
     peaking at lr = 1e-3, weight_decay = 1e-6 (in log space) plus seeded noise; diverges for
-    lr > 0.5 and fails (raises) for negative values."""
+    lr > 0.5 and fails (raises) for negative values.  (:class:`ToyObjective` with its defaults,
+    except that a zero weight decay is allowed here.)"""
     lr, wd = params["lr"], params.get("weight_decay", 1e-6)
     if lr <= 0 or wd < 0:
         raise ValueError(f"lr and weight_decay must be positive, got lr={lr}, weight_decay={wd}")

@@ -41,7 +41,7 @@ def test_failed_and_diverged_trials_are_recorded_not_dropped():
 def test_grid_narrow_and_successive_halving():
     grid = S.grid_search(S.toy_objective, SPACE, 4)
     assert len(grid.trials) == 16 and sorted(set(grid.values("lr"))) == pytest.approx(np.logspace(-6, -2, 4))
-    fine = S.narrow(SPACE, S.random_search(S.toy_objective, SPACE, 30, seed=1), top_k=5)
+    fine = S.narrow(SPACE, S.random_search(S.toy_objective, SPACE, 30, seed=1), top_k=5, at_edge="clamp")
     assert fine["lr"].high / fine["lr"].low < SPACE["lr"].high / SPACE["lr"].low
 
     def budget_objective(params, seed):
@@ -81,3 +81,81 @@ def test_dask_local_cluster_agrees_with_serial(tiny_objective):
             distributed.Client(cluster) as client:
         on_dask = S.random_search(tiny_objective, space, 3, seed=11, client=client)
     assert _summary(on_dask) == _summary(serial)
+
+
+# ------------------------------------------------------------------ edges, halving cap, toy comparison
+def _edge_result():
+    """A coarse search on a bump peaking at lr = 0.05, above the space's ceiling of 1e-2."""
+    return S.random_search(S.ToyObjective(lr_opt=0.05), SPACE, 40, seed=0)
+
+
+def test_narrow_clamps_and_warns_at_an_edge_or_extends_past_it():
+    res = _edge_result()
+    hit = S.edges_hit(SPACE, res, top_k=5)
+    assert hit["lr"] == "high" and hit["weight_decay"] == "both"   # the top 5 span the whole λ axis
+    with pytest.warns(S.SearchEdgeWarning, match="lr \\(high edge\\)"):
+        warned = S.narrow(SPACE, res, top_k=5)
+    clamped = S.narrow(SPACE, res, top_k=5, at_edge="clamp")
+    extended = S.narrow(SPACE, res, top_k=5, at_edge="extend")
+    assert warned == clamped and clamped["lr"].high == SPACE["lr"].high
+    top_lr = max(t.params["lr"] for t in res.top(5))
+    assert extended["lr"].high == pytest.approx(top_lr * 10 ** 0.5) and extended["lr"].high > SPACE["lr"].high
+    assert extended["lr"].low == clamped["lr"].low          # only the edge that was hit moves
+    assert extended["weight_decay"] == SPACE["weight_decay"]  # no direction on λ: it keeps its range
+    # a fine search in the extended range gets closer to the true optimum than the clamped one
+    fine_c = S.random_search(S.ToyObjective(lr_opt=0.05), clamped, 20, seed=1)
+    fine_e = S.random_search(S.ToyObjective(lr_opt=0.05), extended, 20, seed=1)
+    assert fine_e.best.val_acc > fine_c.best.val_acc + 0.02
+    with pytest.raises(ValueError, match="at_edge"):
+        S.narrow(SPACE, res, at_edge="grow")
+
+
+def test_narrow_inside_the_space_does_not_warn():
+    import warnings
+    res = S.random_search(S.toy_objective, SPACE, 40, seed=0)          # peak at lr 1e-3: inside
+    assert "lr" not in S.edges_hit(SPACE, res, top_k=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", S.SearchEdgeWarning)
+        fine = S.narrow({"lr": SPACE["lr"]}, res, top_k=5)
+    assert SPACE["lr"].low < fine["lr"].low < fine["lr"].high < SPACE["lr"].high
+
+
+def test_successive_halving_caps_the_budget_and_repeats_the_random_search():
+    def budget_objective(params, seed):
+        return S.toy_objective({k: v for k, v in params.items() if k != "budget"}, seed)
+
+    rounds = S.successive_halving(budget_objective, SPACE, 27, min_budget=6, eta=3, rounds=3, max_budget=50)
+    assert [len(r.trials) for r in rounds] == [27, 9, 3]
+    assert [r.trials[0].params["budget"] for r in rounds] == [6, 18, 50]
+    full = S.random_search(S.toy_objective, SPACE, 27, seed=0)
+    for t in rounds[-1].trials:      # same settings and trial seeds as the plain random search
+        twin = full.trials[t.index]
+        assert {k: v for k, v in t.params.items() if k != "budget"} == twin.params and t.seed == twin.seed
+
+
+def test_toy_objective_class_matches_the_function_and_grid_vs_random_is_seeded():
+    for lr, wd in [(1e-3, 1e-6), (3e-5, 1e-8), (0.2, 1e-4)]:
+        assert S.ToyObjective()({"lr": lr, "weight_decay": wd}, 5) == S.toy_objective({"lr": lr, "weight_decay": wd}, 5)
+    assert S.ToyObjective()({"lr": 0.9}, 0)["diverged"]
+    space = {"lr": S.LogUniform(1e-5, 1e-1), "weight_decay": S.LogUniform(1e-8, 1e-4)}
+    a = S.grid_vs_random_toy(space, 50, seed=3)
+    b = S.grid_vs_random_toy(space, 50, seed=3)
+    assert np.array_equal(a["grid"], b["grid"]) and np.array_equal(a["random"], b["random"])
+    # with a weight decay that does not matter, random search wins clearly more often than not
+    flat = S.grid_vs_random_toy(space, 400, wd_weight=0.0, seed=0)
+    assert np.mean(flat["random"] > flat["grid"]) > 0.65
+
+
+def _worker_blas_threads(params, seed):
+    import os
+    return {"val_acc": 0.5, "threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
+
+@pytest.mark.slow
+def test_parallel_workers_do_not_oversubscribe_blas(monkeypatch):
+    import os
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "8")      # the parent asks for many BLAS threads
+    n_cpu = os.cpu_count() or 1
+    res = S.random_search(_worker_blas_threads, {"lr": S.LogUniform(1e-3, 1e-1)}, 4, seed=0, n_jobs=n_cpu)
+    S.shutdown_workers()
+    assert {t.metrics["threads"] for t in res.trials} == {"1"}   # cpu_count // workers
