@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh Linux machine with Python 3.11 and pip:
 #   make lab    - JupyterLab on notebooks/ (offline, shipped data)
-#   make test   - unit tests + every notebook under nbval + widget and browser checks
+#   make test   - unit tests + every notebook under nbval + widget and browser checks, then the
+#                 portability gates (every notebook again under another BLAS kernel and with 2 threads)
 # Both create .venv on first use and reuse it afterwards.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test notebooks student html bench venv clean
+.PHONY: lab test test-fast test-portability notebooks student html bench venv clean
 
 # One BLAS thread per process: the course's matrices are small (threads cost more than they give),
 # pytest runs two notebooks at a time, and the same thread count everywhere (lab, tests, committed
@@ -25,8 +26,20 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(ONE_THREAD) $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-test: $(STAMP) student
+test: test-fast test-portability
+
+# Unit tests and every notebook, on this machine's BLAS kernel with one thread.
+test-fast: $(STAMP) student
 	$(ONE_THREAD) $(PY) -m pytest
+
+# The portability gates: a checked output or an assertion that holds only on the machine that
+# executed the notebook is a bug. Every notebook runs again (a) under OpenBLAS's Sandybridge
+# kernels (AVX, on every x86-64 CPU since 2011; they round differently from the Haswell, Zen
+# and SkylakeX kernels) and (b) with two BLAS threads (one pytest worker: two workers with two
+# threads each would oversubscribe two cores).
+test-portability: $(STAMP)
+	OPENBLAS_CORETYPE=Sandybridge $(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider notebooks
+	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) -m pytest -p no:cacheprovider -n 1 notebooks
 
 # Re-execute every chapter in place (outputs committed, widget state stripped).
 notebooks: $(STAMP)
