@@ -215,8 +215,8 @@ QUESTIONS: dict[str, list[Question]] = {
           "That is why Linear layers before BN are usually built without a bias."),
     ],
     "04": [
-        Q("A 15-layer ReLU MLP with Xavier-type init stays at chance accuracy; the same net "
-          "with BN after each Linear learns. Main reason?",
+        Q("A 15-layer ReLU MLP with Xavier-type init does not learn (it stays at or near chance); "
+          "the same net with BN after each Linear learns. Main reason?",
           ("Without BN the signal scale changes by a factor at every layer, so activations and "
            "gradients vanish (or explode) over 15 layers; BN re-standardises every layer",
            "BN adds more parameters",
@@ -297,8 +297,8 @@ QUESTIONS: dict[str, list[Question]] = {
           "on purpose. The network still trains about as well as with plain BN. What does this "
           "suggest?",
           ("BN works by reducing internal covariate shift",
-           "Reducing internal covariate shift is not what makes BN help; a smoother loss "
-           "landscape is the better explanation",
+           "Reducing internal covariate shift is not what makes BN help; Santurkar et al. "
+           "propose a smoother loss landscape instead",
            "Noise is what makes BN work",
            "The experiment is wrong"),
           1,
@@ -318,15 +318,18 @@ QUESTIONS: dict[str, list[Question]] = {
           1,
           "Biases and β only shift, and decaying γ shrinks BN's output scale towards 0, "
           "fighting the normalisation; they are few and add little capacity."),
-        Q("When is weight decay W ← W - lr·λ·W the same as adding (λ/2)·‖W‖² to the loss?",
+        Q("When is DECOUPLED weight decay (shrink the weights directly, W ← W - lr·λ·W, next to the "
+          "optimizer's step) the same as adding (λ/2)·‖W‖² to the loss?",
           ("With any optimizer",
            "With Adam only",
-           "For plain SGD only; with Adam the λ·W term is rescaled per weight by 1/sqrt(v), "
-           "so decoupled decay (AdamW) differs from L2",
+           "For plain SGD only; with momentum the L2 term also passes through the velocity, and with "
+           "Adam it is rescaled per weight by 1/sqrt(v), so decoupled decay (AdamW) differs from L2",
            "Never"),
           2,
-          "SGD: W ← W - lr·(g + λW) is exactly decay. Adam divides the whole gradient, λW "
-          "included, by sqrt(v), so weights with large gradients are barely decayed."),
+          "SGD: W ← W - lr·(g + λW) is exactly decay. Momentum accumulates λW in the velocity and Adam "
+          "divides it by sqrt(v), so there the decoupled update differs. COUPLED decay (adding λW to the "
+          "gradient, what course_lib's SGD, Momentum and Adam do with weight_decay=λ) is L2 in the loss "
+          "for every optimizer, bit for bit (chapter 06, section 4)."),
         Q("A Linear layer is followed by BN. What does weight decay on its W do?",
           ("It regularises the function the layer computes, as without BN",
            "Nothing at all",
@@ -354,7 +357,8 @@ QUESTIONS: dict[str, list[Question]] = {
            "Drops units with probability p"),
           2,
           "Both versions give the same expected activation; inverted dropout moves the factor "
-          "to training time so the inference code needs no change."),
+          "to training time so the inference code needs no change. (They still train differently "
+          "with the same initialisation and learning rate: chapter 07, section 4.)"),
         Q("What is dx for inverted dropout with mask M and drop probability p?",
           ("dx = dout·M / (1 - p), with the same mask as the forward pass", "dx = dout",
            "dx = dout·M·(1 - p)", "dx = dout / p, with a fresh random mask"),

@@ -18,11 +18,21 @@ r"""Measurements for the regularization chapters (weight decay, dropout).
   norm layer with dropout switched off, the fix for the train/test "variance
   shift" of dropout placed before BN (Li et al. 2019, arXiv:1801.05134), and
   :func:`bn_input_variances` to measure that shift.
+* :class:`ClassicDropout` and :func:`use_classic_dropout`: the DLFS book's dropout as a
+  layer, and :func:`overfit_run` / :func:`overfit_seeds`: the book's overfitting
+  experiments (``overfit_weight_decay.py``, ``overfit_dropout.py``: 300 training images,
+  6 hidden layers of 100 ReLU units, He init, batches of 100) for one random seed or
+  several, the seed choosing the weights, the 300 images, the batches and the masks.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from course_lib import layers as _layers
+from course_lib import optim as _optim
 from course_lib.backend import get_array_module, to_float
-from course_lib.trainer import Hook, evaluate
+from course_lib.model import MLP
+from course_lib.trainer import Hook, evaluate, fit
 
 
 def _is_weight(key: str) -> bool:
@@ -119,6 +129,154 @@ def classic_dropout_forward(x, p, *, training, rng):
     return x * keep, keep
 
 
+class ClassicDropout(_layers.Layer):
+    """Classic dropout as a layer (the DLFS book's ``Dropout``): training ``out = x * keep``,
+    eval ``out = x * (1 - p)``; ``p`` is the DROP probability.  Seeded like
+    :class:`course_lib.layers.Dropout`: with the same generator state it draws the same masks."""
+
+    def __init__(self, p=0.5, *, seed=None, rng=None):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"ClassicDropout p is the drop probability and must be in [0, 1), got {p}")
+        from course_lib import backend
+        self.p = p
+        self.rng = backend.default_rng(seed) if rng is None else rng
+
+    def forward(self, x):
+        out, self._cache = classic_dropout_forward(x, self.p, training=self.training, rng=self.rng)
+        return out
+
+    def backward(self, dout):
+        keep = self._cache
+        if keep is None:
+            return dout if self.training else dout * dout.dtype.type(1.0 - self.p)
+        return dout * keep
+
+    def __repr__(self):
+        return f"ClassicDropout(p={self.p})"
+
+
+def use_classic_dropout(model):
+    """Replace every inverted :class:`course_lib.layers.Dropout` of ``model`` by a
+    :class:`ClassicDropout` with the same ``p`` and the same random generator (so the masks
+    are the ones the inverted layers would have drawn).  Returns the model (changed in place)."""
+    for i, (name, layer) in enumerate(model.layers):
+        if isinstance(layer, _layers.Dropout):
+            model.layers[i] = (name, ClassicDropout(layer.p, rng=layer.rng))
+    return model
+
+
+# ------------------------------------------------------- the DLFS overfitting experiments
+DLFS_SIZES = [784] + [100] * 6 + [10]
+
+
+def overfit_run(splits, *, seed=0, weight_decay=0.0, dropout=0.0, classic=False, optimizer=None,
+                num_epochs=201, n_train=300, n_test=2000, batch_size=100, sizes=None,
+                init_scale=1.0, curves_every=None, images=None):
+    r"""One run of the DLFS book's overfitting setup (chapter 6): ``n_train`` training images
+    drawn (without replacement) from ``splits.x_train`` with ``seed``, an MLP ``sizes``
+    (default 784-100x6-10, ReLU, He init; the weight matrices behind the first layer, the ones
+that dropout feeds, are multiplied by ``init_scale``) seeded with ``seed``, mini-batches
+    of ``batch_size`` shuffled with ``seed``, ``num_epochs`` epochs of ``optimizer`` (default: plain
+    SGD, lr 0.01, L2 ``weight_decay`` on every weight matrix), dropout ``p = dropout`` after every
+    hidden ReLU (``classic=True``: the book's classic dropout, else inverted).  ``images``: None
+    (the images are drawn with ``seed``), an int (drawn with that seed, the same for every
+    ``seed``) or ``"first"`` (the first ``n_train`` images).
+
+    Accuracies are measured in eval mode on the training images and the first ``n_test`` test
+    images.  With ``curves_every`` they are also recorded every so many epochs (hooks named
+    "train" and "test", see :func:`series`).  Returns a dict with ``train``, ``test`` (final
+    accuracies), ``gap``, ``train_loss``, ``test_loss``, ``norm`` (Frobenius norm of all weight
+    matrices together), ``diverged``, ``history`` and ``model``.  A diverged run reports
+    ``diverged=True`` and NaN accuracies instead of raising.
+    """
+    if isinstance(images, str) and images == "first":
+        idx = np.arange(n_train)
+    else:
+        rng = np.random.default_rng(seed if images is None else images)
+        idx = np.sort(rng.choice(len(splits.x_train), n_train, replace=False))
+    x_tr, y_tr = splits.x_train[idx], splits.y_train[idx]
+    x_te, y_te = splits.x_test[:n_test], splits.y_test[:n_test]
+    model = MLP(sizes or DLFS_SIZES, dropout=dropout, init="he", seed=seed)
+    if init_scale != 1.0:   # the weight matrices that dropout feeds: all but the first
+        for key, w in model.params.items():
+            if _is_weight(key) and not key.startswith("linear0."):
+                w *= w.dtype.type(init_scale)
+    if classic:
+        use_classic_dropout(model)
+    opt = optimizer() if callable(optimizer) else optimizer
+    if opt is None:
+        opt = _optim.SGD(lr=0.01, weight_decay=weight_decay)
+    hooks = []
+    if curves_every:
+        hooks = [EvalEvery(x, y, every=curves_every, name=name, last_epoch=num_epochs - 1)
+                 for name, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te))]
+    history = fit(model, (x_tr, y_tr), optimizer=opt, num_epochs=num_epochs, batch_size=batch_size,
+                  seed=seed, hooks=hooks, progress=False)
+    out = {"history": history, "model": model, "optimizer": opt, "data": (x_tr, y_tr, x_te, y_te),
+           "epochs": num_epochs, "seed": seed}
+    return _finish(out, history)
+
+
+def continue_run(run, num_epochs, *, curves_every=None):
+    """Train a run of :func:`overfit_run` for ``num_epochs`` more epochs (same model, optimizer
+    and images; the batches are shuffled with ``seed + 1000``) and return a new result dict
+    like :func:`overfit_run`'s, whose ``epochs`` counts all epochs.  The model is changed in
+    place.  With ``curves_every`` the "train"/"test" records count epochs from the start of
+    the run (the continuation's first epoch is ``run["epochs"] + 1``)."""
+    x_tr, y_tr, x_te, y_te = run["data"]
+    start = run["epochs"]
+    hooks = []
+    if curves_every:
+        hooks = [EvalEvery(x, y, every=curves_every, name=name, last_epoch=num_epochs - 1)
+                 for name, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te))]
+    history = fit(run["model"], (x_tr, y_tr), optimizer=run["optimizer"], num_epochs=num_epochs,
+                  batch_size=100, seed=run["seed"] + 1000, hooks=hooks, progress=False)
+    for name in ("train", "test"):
+        for row in history.extras.get(name, []):
+            row["epoch"] += start
+    out = dict(run, history=history, epochs=start + num_epochs)
+    return _finish(out, history)
+
+
+def _finish(out, history):
+    model = out["model"]
+    x_tr, y_tr, x_te, y_te = out["data"]
+    out["diverged"] = bool(history.diverged)
+    if history.diverged:
+        nan = float("nan")
+        out.update(train=nan, test=nan, gap=nan, train_loss=nan, test_loss=nan, norm=nan)
+        return out
+    train_loss, train_acc = evaluate(model, x_tr, y_tr)
+    test_loss, test_acc = evaluate(model, x_te, y_te)
+    norm = sum(v * v for v in weight_norms(model).values()) ** 0.5
+    out.update(train=train_acc, test=test_acc, gap=train_acc - test_acc, train_loss=train_loss,
+               test_loss=test_loss, norm=norm)
+    return out
+
+
+def overfit_seeds(splits, seeds, **kwargs):
+    """:func:`overfit_run` for every seed in ``seeds``.  Returns ``{metric: np.array over seeds}``
+    for train, test, gap, train_loss, test_loss, norm (NaN for diverged runs), plus ``diverged``
+    (bool array) and ``runs`` (the list of per-seed dicts, with histories and models)."""
+    runs = [overfit_run(splits, seed=s, **kwargs) for s in seeds]
+    out = {k: np.array([r[k] for r in runs], dtype=float)
+           for k in ("train", "test", "gap", "train_loss", "test_loss", "norm")}
+    out["diverged"] = np.array([r["diverged"] for r in runs])
+    out["runs"] = runs
+    return out
+
+
+def mean_sd(values):
+    """``"mean ± SD"`` of the finite values (SD with ddof=1), as a short string."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "diverged"
+    sd = v.std(ddof=1) if len(v) > 1 else 0.0
+    return f"{v.mean():.3f} ± {sd:.3f}"
+
+
 # ------------------------------------------------------------------- BN re-estimation
 def _bn_layers(model):
     return [(name, layer) for name, layer in model.layers if "running_var" in getattr(layer, "buffers", {})]
@@ -194,4 +352,6 @@ def bn_input_variances(model, x, layer, *, dropout):
 
 
 __all__ = ["weight_norms", "effective_lr", "WeightNorms", "series", "EvalEvery",
-           "classic_dropout_forward", "reestimate_bn_stats", "bn_input_variances"]
+           "classic_dropout_forward", "reestimate_bn_stats", "bn_input_variances",
+           "ClassicDropout", "use_classic_dropout", "DLFS_SIZES", "overfit_run", "continue_run",
+           "overfit_seeds", "mean_sd"]

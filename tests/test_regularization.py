@@ -159,3 +159,64 @@ def test_reestimate_bn_stats_errors(xp):
         R.reestimate_bn_stats(MLP([12, 4, 3], norm="batch", seed=0), x, batch_size=1)
     with pytest.raises(KeyError, match="batchnorm7"):
         R.bn_input_variances(MLP([12, 4, 3], norm="batch", seed=0), x, "batchnorm7", dropout=True)
+
+
+# ------------------------------------------------- classic dropout layer, DLFS overfitting runs
+def test_classic_dropout_layer_masks_scales_and_backward(xp):
+    x = randn(50, 8, dtype=np.float32)
+    layer = R.ClassicDropout(0.25, seed=7)
+    out = layer.forward(x)
+    ref, keep = R.classic_dropout_forward(x, 0.25, training=True, rng=backend.default_rng(7))
+    assert float(abs(out - ref).max()) == 0
+    dout = randn(50, 8, seed=2, dtype=np.float32)
+    assert float(abs(layer.backward(dout) - dout * keep).max()) == 0
+    layer.eval()
+    assert float(abs(layer.forward(x) - x * np.float32(0.75)).max()) < 1e-7
+    with pytest.raises(ValueError):
+        R.ClassicDropout(1.0)
+
+
+def test_classic_net_equals_inverted_net_with_weights_times_keep_probability(xp):
+    """The identity the chapter uses: classic dropout with W == inverted dropout with (1-p) W on
+    every layer that dropout feeds, in training (same masks) and at test time."""
+    p, x = 0.3, randn(16, 6, seed=4)
+    classic = R.use_classic_dropout(MLP([6, 8, 8, 3], dropout=p, seed=5, dtype=np.float64))
+    inverted = MLP([6, 8, 8, 3], dropout=p, seed=5, dtype=np.float64)
+    assert sum(isinstance(l, R.ClassicDropout) for _, l in classic.layers) == 2
+    for key, w in inverted.params.items():
+        if key.endswith(".W") and not key.startswith("linear0."):
+            w *= 1 - p
+    for mode in ("train", "eval"):
+        getattr(classic, mode)(); getattr(inverted, mode)()
+        a, b = classic.forward(x), inverted.forward(x)
+        assert float(abs(a - b).max()) < 1e-12, mode
+
+
+def test_overfit_run_seeds_images_and_continues(xp):
+    splits = type("S", (), {})()
+    x, y = toy_data(n=200, d=12, c=3, seed=1)
+    splits.x_train, splits.y_train, splits.x_test, splits.y_test = x, y, x[:50], y[:50]
+    kw = dict(n_train=40, n_test=50, num_epochs=3, batch_size=20, sizes=[12, 8, 8, 3])
+    a = R.overfit_run(splits, seed=1, dropout=0.2, classic=True, curves_every=1, **kw)
+    b = R.overfit_run(splits, seed=1, dropout=0.2, classic=True, **kw)
+    assert a["test"] == b["test"] and a["epochs"] == 3 and not a["diverged"]
+    assert 0 <= a["train"] <= 1 and abs(a["gap"] - (a["train"] - a["test"])) < 1e-12
+    assert len(R.series(a["history"], "test", "acc")[1]) == 3
+    c = R.overfit_run(splits, seed=2, images=1, **kw)
+    assert float(abs(c["data"][0] - a["data"][0]).max()) == 0, "images=1 draws seed 1's images"
+    first = R.overfit_run(splits, seed=3, images="first", **kw)
+    assert float(abs(first["data"][0] - x[:40]).max()) == 0
+    more = R.continue_run(a, 2, curves_every=1)
+    assert more["epochs"] == 5 and R.series(more["history"], "test", "acc")[0] == [4, 5]
+    many = R.overfit_seeds(splits, [0, 1], **kw)
+    assert many["test"].shape == (2,) and not many["diverged"].any()
+    assert R.mean_sd([0.5, 0.7]) == "0.600 ± 0.141" and R.mean_sd([float("nan")]) == "diverged"
+
+
+def test_overfit_run_reports_divergence_instead_of_raising(xp):
+    splits = type("S", (), {})()
+    x, y = toy_data(n=100, d=12, c=3, seed=1)
+    splits.x_train, splits.y_train, splits.x_test, splits.y_test = x, y, x[:20], y[:20]
+    r = R.overfit_run(splits, seed=0, n_train=40, n_test=20, num_epochs=20, batch_size=20,
+                      sizes=[12, 8, 8, 3], optimizer=optim.SGD(lr=1e20))
+    assert r["diverged"] and np.isnan(r["test"])
