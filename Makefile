@@ -37,9 +37,13 @@ test-fast: $(STAMP) student
 # kernels (AVX, on every x86-64 CPU since 2011; they round differently from the Haswell, Zen
 # and SkylakeX kernels) and (b) with two BLAS threads (one pytest worker: two workers with two
 # threads each would oversubscribe two cores).
+# Idle BLAS threads sleep instead of spinning (numerics unchanged): two spinning threads per kernel
+# on a shared 2-core machine slowed single notebooks from one minute to twenty.
+IDLE_SLEEPS := OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4
+
 test-portability: $(STAMP)
 	OPENBLAS_CORETYPE=Sandybridge $(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider notebooks
-	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) -m pytest -p no:cacheprovider -n 1 notebooks
+	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 $(IDLE_SLEEPS) $(PY) -m pytest -p no:cacheprovider -n 1 notebooks
 
 # Re-execute every chapter in place (outputs committed, widget state stripped).
 notebooks: $(STAMP)
