@@ -190,8 +190,9 @@ class BatchNorm1d(_Norm):
 
 
 def renorm_schedule(step, *, warmup=5000, ramp=25000, r_max_final=3.0, d_max_final=5.0):
-    """The paper's schedule: plain BN (r_max = 1, d_max = 0) for ``warmup`` steps, then
-    r_max and d_max grow linearly to their final values over ``ramp`` steps.
+    """A schedule of the paper's shape (its step counts are for ImageNet-scale runs): plain BN
+    (r_max = 1, d_max = 0) for ``warmup`` steps, then r_max and d_max grow linearly to their
+    final values over ``ramp`` steps.
     Returns ``(r_max, d_max)``."""
     t = min(max(step - warmup, 0) / max(ramp, 1), 1.0)
     return 1.0 + t * (r_max_final - 1.0), t * d_max_final
