@@ -1,6 +1,8 @@
-r"""Deep plain networks vs deep BN networks: the seed's 3-vs-15-layer experiment.
+r"""Deep plain networks vs deep BN networks: the 3-vs-15-layer experiment of Source A.
 
-The experiment (chapter 04, and ``python -m tools.full_scale`` at the seed's size)::
+Source A is the blog post "Batch Normalization を実装する" (takataka, まんぼう日記, Dec 2015;
+see SOURCES.md).  Its experiment (chapter 04 at a small size, ``python -m tools.full_scale``
+at the source's size)::
 
     784 - W - ... - W - 10   ReLU MLP, ``depth`` Linear layers (3 or 15),
     with or without BN after every hidden Linear,
@@ -11,7 +13,7 @@ The experiment (chapter 04, and ``python -m tools.full_scale`` at the seed's siz
 >>> runs = depth.depth_experiment(splits, width=100, num_epochs=5)    # doctest: +SKIP
 >>> print(depth.results_table(runs))                                  # doctest: +SKIP
 
-Besides the runner this module holds the two small calculations the chapter is
+Besides the runner this module holds the small calculations the chapter is
 built on:
 
 * :func:`predicted_preactivation_std` — the variance recursion of a deep
@@ -23,8 +25,12 @@ built on:
 
   i.e. every ReLU layer multiplies the signal's std by ``s sqrt(n / 2)``.
 * :func:`run_verdict` — is a finished run diverged, at chance, or above chance?
-  A 10-class classifier that has learnt nothing predicts the class
-  frequencies: its cross-entropy is ln 10 = 2.3026 and its accuracy ~10 %.
+  A 10-class classifier whose output does not depend on its input has a
+  cross-entropy near ln 10 = 2.3026 and an accuracy near 10 %.
+* :func:`bias_only_answer` — which class such a classifier answers: its output bias
+  trained alone on the same mini-batches (momentum noise, not the class frequencies).
+* :func:`dlfs_init_scale_sweep` — the init-scale sweep of ``batch_norm_test.py`` in the
+  DLFS book (Source C), in the book's settings.
 
 The core imports no plotting code.
 """
@@ -41,12 +47,17 @@ from course_lib.model import MLP
 from course_lib.optim import Momentum
 from course_lib.trainer import History, evaluate, fit
 
-#: Test errors (percent) the seed reports after 50 epochs on 50,000 MNIST images,
-#: width 1000, std 1/sqrt(n) init, momentum SGD lr 0.1, batch 128.  Keys: (depth, norm).
-SEED_TEST_ERRORS = {(3, None): 1.56, (3, "batch"): 1.31, (15, None): 88.65, (15, "batch"): 1.58}
-#: The seed's setting, as keyword arguments of :func:`depth_experiment` (dataset: full MNIST).
-SEED_SETTING = {"width": 1000, "num_epochs": 50, "n_train": 50_000, "init": "lecun", "lr": 0.1,
-                "momentum": 0.9, "batch_size": 128}
+#: Source A, by title, author and year.
+SOURCE_A = '"Batch Normalization を実装する" (takataka, 2015)'
+#: Test errors (percent) Source A reports after 50 epochs on 50,000 MNIST images, width 1000,
+#: momentum SGD lr 0.1, batch 128 (its init is not stated).  Keys: (depth, norm).
+SOURCE_A_TEST_ERRORS = {(3, None): 1.56, (3, "batch"): 1.31, (15, None): 88.65, (15, "batch"): 1.58}
+#: Source A's setting, as keyword arguments of :func:`depth_experiment` (dataset: full MNIST).
+#: The init is not stated in the source; "lecun" (std 1/sqrt(n)) is the usual reading.
+SOURCE_A_SETTING = {"width": 1000, "num_epochs": 50, "n_train": 50_000, "init": "lecun", "lr": 0.1,
+                    "momentum": 0.9, "batch_size": 128}
+#: Old names of the two above (kept for compatibility; "seed" now only means a random seed).
+SEED_TEST_ERRORS, SEED_SETTING = SOURCE_A_TEST_ERRORS, SOURCE_A_SETTING
 #: The verdicts :func:`run_verdict` can give.
 VERDICTS = ("diverged", "chance", "above chance")
 
@@ -159,7 +170,8 @@ def depth_experiment(splits, *, depths=(3, 15), norms=(None, "batch"), init="lec
                 accuracy is recorded after every epoch, the test set is used once at the end
     depths:     numbers of Linear layers; ``width`` units in each hidden layer
     norms:      None (plain) and/or "batch" (BN after every hidden Linear, no bias before it)
-    init:       any :class:`course_lib.model.MLP` init (the seed's: "lecun", std 1/sqrt(n))
+    init:       any :class:`course_lib.model.MLP` init (Source A does not state its init;
+                "lecun", std 1/sqrt(n), is the usual reading; see :data:`INIT_CANDIDATES`)
     n_train:    use only the first ``n_train`` training images (None: all)
     hooks:      optional callable ``(depth, norm) -> list of hooks`` for each run
     log:        optional callable receiving one line per finished run (e.g. ``print``)
@@ -201,13 +213,18 @@ def _fmt_error(run):
     return f"{run.test_error:.2f} %"
 
 
-def results_table(runs, reference=SEED_TEST_ERRORS, *, ours="ours", seed="seed (50k MNIST, 50 epochs, width 1000)",
-                  digits=2):
+SOURCE_A_COLUMN = "Source A, takataka 2015 (50k MNIST, 50 epochs, width 1000)"
+
+
+def results_table(runs, reference=SOURCE_A_TEST_ERRORS, *, ours="ours", source=SOURCE_A_COLUMN,
+                  digits=2, seed=None):
     """A markdown table of the test errors of ``runs`` beside ``reference`` (percent).
 
     reference: ``{(depth, norm): test error in %}`` or None for no reference column.
+    source:    the reference column's header (``seed=`` is its old name, still accepted).
     """
-    head = ["network", *([seed] if reference else []), f"{ours}: test error", "verdict"]
+    source = seed if seed is not None else source
+    head = ["network", *([source] if reference else []), f"{ours}: test error", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in runs:
         row = [r.label]
@@ -223,9 +240,142 @@ def results_table(runs, reference=SEED_TEST_ERRORS, *, ours="ours", seed="seed (
 def results_json(runs, **setting) -> str:
     """The runs (and any ``setting`` keywords) as a JSON document."""
     return json.dumps({"setting": setting, "runs": [r.as_dict() for r in runs],
-                       "seed_test_errors": [{"depth": d, "norm": n, "test_error_percent": e}
-                                            for (d, n), e in SEED_TEST_ERRORS.items()]}, indent=2)
+                       "source": SOURCE_A,
+                       "source_test_errors": [{"depth": d, "norm": n, "test_error_percent": e}
+                                              for (d, n), e in SOURCE_A_TEST_ERRORS.items()]}, indent=2)
 
 
-__all__ = ["SEED_TEST_ERRORS", "SEED_SETTING", "VERDICTS", "predicted_preactivation_std", "run_verdict",
-           "DepthRun", "mlp_sizes", "depth_experiment", "results_table", "results_json"]
+
+
+
+# ----------------------------------------------------------------------------- over seeds
+def glorot_uniform(fan_in, fan_out, rng):
+    """Glorot & Bengio's uniform init, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)): an init callable."""
+    a = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-a, a, (fan_in, fan_out))
+
+
+#: The usual inits a 2015 write-up that does not state its init may have used (chapter 04).
+INIT_CANDIDATES = {"1/sqrt(n) normal (LeCun)": "lecun", "Glorot normal": "xavier",
+                   "Glorot uniform": glorot_uniform, "He normal": "he"}
+
+#: A run "learns" when its test accuracy is above this (Source A's nets reach 98 %, chance is 10 %).
+LEARNS = 0.8
+
+
+def summarize_seeds(runs_by_seed, learns=LEARNS):
+    """Aggregate :func:`depth_experiment` runs over seeds.
+
+    runs_by_seed: ``{seed: [DepthRun, ...]}`` (the same (depth, norm) list for every seed)
+    Returns ``{(depth, norm): dict}`` with the per-seed test accuracies (NaN when diverged) and
+    ``mean``, ``sd`` (over the finite ones, ddof 1), ``min``, ``max``, ``n``, and the counts
+    ``diverged``, ``chance`` (verdict "chance") and ``learns`` (test accuracy > ``learns``).
+    """
+    out = {}
+    for seed, runs in runs_by_seed.items():
+        for r in runs:
+            out.setdefault((r.depth, r.norm), {"label": r.label, "seeds": [], "acc": [], "verdicts": []})
+            row = out[r.depth, r.norm]
+            row["seeds"].append(seed)
+            row["acc"].append(float("nan") if r.history.diverged else r.test_acc)
+            row["verdicts"].append(r.verdict)
+    for row in out.values():
+        acc = np.array(row["acc"], dtype=np.float64)
+        ok = acc[np.isfinite(acc)]
+        row.update(n=len(acc), mean=float(ok.mean()) if len(ok) else float("nan"),
+                   sd=float(ok.std(ddof=1)) if len(ok) > 1 else 0.0,
+                   min=float(ok.min()) if len(ok) else float("nan"), max=float(ok.max()) if len(ok) else float("nan"),
+                   diverged=row["verdicts"].count("diverged"), chance=row["verdicts"].count("chance"),
+                   learns=int((ok > learns).sum()))
+    return out
+
+
+def seeds_table(summary, reference=SOURCE_A_TEST_ERRORS, *, ours="ours", source=SOURCE_A_COLUMN):
+    """Markdown table of :func:`summarize_seeds`: test error mean ± SD (min–max) over seeds, k of n verdicts."""
+    head = ["network", *([source] if reference else []), f"{ours}: test error, mean ± SD (min–max)",
+            "at chance", "diverged", f"learns (acc > {LEARNS:.0%})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for key, row in summary.items():
+        cells = [row["label"]]
+        if reference:
+            ref = reference.get(key)
+            cells.append("—" if ref is None else f"{ref:.2f} %")
+        if math.isfinite(row["mean"]):
+            err = f"{100 * (1 - row['mean']):.1f} ± {100 * row['sd']:.1f} % ({100 * (1 - row['max']):.1f}–{100 * (1 - row['min']):.1f})"
+        else:
+            err = "diverged (NaN)"
+        n = row["n"]
+        cells += [err, f"{row['chance']} of {n}", f"{row['diverged']} of {n}", f"{row['learns']} of {n}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bias_only_answer(y_train, *, num_epochs=5, batch_size=128, lr=0.1, momentum=0.9, seed=0, num_classes=10):
+    """Train only a bias vector (logits = b, no input at all) on the mini-batches ``fit`` would draw.
+
+    A deep plain network whose logits do not depend on its input is exactly this model: only the
+    output bias gets a useful gradient, ``softmax(b) - (class frequencies of the batch)``.  With the
+    same ``seed``, ``num_epochs`` and ``batch_size`` the batches are those of :func:`course_lib.trainer.fit`,
+    and momentum SGD is ``v <- momentum v + g; b <- b - lr v`` (course_lib's ``Momentum``).
+    Returns ``(answer, b)``: the argmax of the final bias (the class such a network answers for every
+    input) and the bias itself (float64, host numpy).  Full-batch training would instead converge to
+    ``log(class frequencies)``, whose argmax is the most frequent class.
+    """
+    from course_lib.backend import to_numpy
+    from course_lib.trainer import iterate_minibatches
+    y = np.asarray(to_numpy(y_train)).astype(np.int64).reshape(-1)
+    rng = np.random.default_rng(seed)
+    b, v = np.zeros(num_classes), np.zeros(num_classes)
+    for _ in range(num_epochs):
+        for idx in iterate_minibatches(len(y), batch_size, rng):
+            p = np.exp(b - b.max())
+            p /= p.sum()
+            g = p - np.bincount(y[idx], minlength=num_classes) / len(idx)
+            v = momentum * v + g
+            b = b - lr * v
+    return int(b.argmax()), b
+
+
+#: ``batch_norm_test.py`` of the DLFS book (Source C, ch. 6.3): its settings.
+DLFS_BN_SETTING = {"hidden": (100,) * 5, "n_train": 1000, "lr": 0.01, "batch_size": 100, "num_epochs": 20,
+                   "scales": tuple(float(s) for s in np.logspace(0, -4, 16)), "bn_eps": 1e-6}
+
+
+def dlfs_init_scale_sweep(x, y, *, seeds=(0, 1, 2), scales=DLFS_BN_SETTING["scales"], norms=("batch", None),
+                          hidden=DLFS_BN_SETTING["hidden"], lr=DLFS_BN_SETTING["lr"],
+                          batch_size=DLFS_BN_SETTING["batch_size"], num_epochs=DLFS_BN_SETTING["num_epochs"],
+                          bn_eps=DLFS_BN_SETTING["bn_eps"], optimizer=None):
+    """The DLFS book's BN init-scale sweep: a ReLU MLP with weights N(0, s^2) for every s in ``scales``.
+
+    x, y:      the training images (the book: the first 1,000 MNIST training images)
+    norms:     "batch" (BN after every hidden Linear, the Linear's bias kept as in the book, eps
+               ``bn_eps``) and/or None; plain SGD with ``lr`` (or ``optimizer()``, a factory)
+    Returns ``{norm: array (len(seeds), len(scales))}`` of the final accuracy on (x, y) in eval mode
+    (the book's measure), NaN where the run diverged.  Differences from the book: the batches are
+    a shuffle per epoch (the book draws them with replacement); course_lib's BN keeps PyTorch's
+    running-statistics conventions (only eval-mode numbers are affected, and only slightly).
+    """
+    from course_lib.optim import SGD
+    from course_lib.trainer import evaluate as _evaluate
+    out = {}
+    for norm in norms:
+        acc = np.full((len(seeds), len(scales)), np.nan)
+        for i, seed in enumerate(seeds):
+            for j, s in enumerate(scales):
+                model = MLP([x.shape[1], *hidden, 10], activation="relu", norm=norm, init=float(s), seed=seed,
+                            linear_bias=True, norm_kwargs={"eps": bn_eps} if norm else None)
+                opt = optimizer() if optimizer is not None else SGD(lr=lr)
+                h = fit(model, (x, y), optimizer=opt, num_epochs=num_epochs, batch_size=batch_size, seed=seed,
+                        progress=False)
+                if not h.diverged:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        acc[i, j] = _evaluate(model, x, y)[1]
+        out[norm] = acc
+    return out
+
+
+__all__ = ["SOURCE_A", "SOURCE_A_TEST_ERRORS", "SOURCE_A_SETTING", "SOURCE_A_COLUMN", "SEED_TEST_ERRORS",
+           "SEED_SETTING", "VERDICTS", "INIT_CANDIDATES", "LEARNS", "DLFS_BN_SETTING",
+           "predicted_preactivation_std", "run_verdict", "DepthRun", "mlp_sizes", "depth_experiment",
+           "results_table", "results_json", "glorot_uniform", "summarize_seeds", "seeds_table",
+           "bias_only_answer", "dlfs_init_scale_sweep"]

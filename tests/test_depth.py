@@ -1,4 +1,5 @@
-"""course_lib.depth (the 3-vs-15-layer experiment, the variance recursion, run verdicts) and the
+"""course_lib.depth (Source A's 3-vs-15-layer experiment, the variance recursion, run verdicts,
+summaries over seeds, the DLFS init-scale sweep) and the
 ``python -m tools.full_scale`` command line.  Array code runs on every backend (``xp``)."""
 import json
 import math
@@ -126,9 +127,77 @@ def test_depth_experiment_reports_divergence_and_same_seed_same_result(xp):
     assert a[0].history.step_loss == b[0].history.step_loss and len(a[0].history.step_loss) == 1  # 64 / 128
 
 
-def test_seed_reference_numbers():
-    assert D.SEED_TEST_ERRORS[(15, None)] == 88.65 and D.SEED_TEST_ERRORS[(15, "batch")] == 1.58
-    assert D.SEED_SETTING["width"] == 1000 and D.SEED_SETTING["n_train"] == 50_000
+def test_source_a_reference_numbers():
+    assert D.SOURCE_A_TEST_ERRORS[(15, None)] == 88.65 and D.SOURCE_A_TEST_ERRORS[(15, "batch")] == 1.58
+    assert D.SOURCE_A_SETTING["width"] == 1000 and D.SOURCE_A_SETTING["n_train"] == 50_000
+    assert D.SEED_TEST_ERRORS is D.SOURCE_A_TEST_ERRORS and D.SEED_SETTING is D.SOURCE_A_SETTING  # old names
+    assert "takataka" in D.SOURCE_A and "takataka" in D.SOURCE_A_COLUMN
+
+
+def test_results_table_names_the_source_not_a_seed():
+    h = History(train_loss=[2.3], train_acc=[0.1], val_acc=[0.1])
+    runs = [D.DepthRun(15, None, "lecun", 100, h, math.log(10), 0.1135, 1.0)]
+    table = D.results_table(runs)
+    assert "Source A, takataka 2015" in table and "| 88.65 % |" in table and "seed" not in table
+    assert "| my ref |" in D.results_table(runs, seed="my ref").splitlines()[0] + "|"   # the old keyword
+    doc = json.loads(D.results_json(runs))
+    assert "takataka" in doc["source"] and len(doc["source_test_errors"]) == 4
+
+
+def test_glorot_uniform_bounds_and_variance():
+    W = D.glorot_uniform(300, 100, np.random.default_rng(0))
+    a = math.sqrt(6 / 400)
+    assert W.shape == (300, 100) and np.abs(W).max() <= a
+    assert W.std() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+    assert set(D.INIT_CANDIDATES.values()) >= {"lecun", "xavier", "he", D.glorot_uniform}
+
+
+def test_summarize_seeds_and_table():
+    def run(depth, norm, acc, diverged=False, loss=0.5):
+        h = History(train_loss=[loss], train_acc=[acc], val_acc=[acc])
+        h.diverged = diverged
+        return D.DepthRun(depth, norm, "lecun", 100, h, float("nan") if diverged else loss,
+                          float("nan") if diverged else acc, 1.0)
+    by_seed = {0: [run(15, None, 0.1, loss=math.log(10)), run(15, "batch", 0.9)],
+               1: [run(15, None, 0.3), run(15, "batch", 0.92)],
+               2: [run(15, None, 0, diverged=True), run(15, "batch", 0.94)]}
+    s = D.summarize_seeds(by_seed)
+    plain, bn = s[15, None], s[15, "batch"]
+    assert plain["n"] == 3 and plain["chance"] == 1 and plain["diverged"] == 1 and plain["learns"] == 0
+    assert plain["mean"] == pytest.approx(0.2) and plain["min"] == pytest.approx(0.1)
+    assert bn["learns"] == 3 and bn["mean"] == pytest.approx(0.92) and bn["sd"] == pytest.approx(0.02)
+    table = D.seeds_table(s)
+    assert "| 15 layers, BN | 1.58 % | 8.0 ± 2.0 % (6.0–10.0) | 0 of 3 | 0 of 3 | 3 of 3 |" in table
+    assert "| 1 of 3 | 1 of 3 | 0 of 3 |" in table
+
+
+def test_bias_only_answer_is_what_a_net_without_input_learns():
+    from course_lib.model import MLP
+    from course_lib.optim import Momentum
+    from course_lib.trainer import fit
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, 500)
+    answer, b = D.bias_only_answer(y, num_epochs=3, batch_size=64, seed=5)
+    # a net whose input is all zeros: its logits are its output bias, trained on the same batches
+    net = MLP([4, 8, 10], init="he", seed=0)
+    fit(net, (np.zeros((500, 4), np.float32), y), optimizer=Momentum(lr=0.1, momentum=0.9), num_epochs=3,
+        batch_size=64, seed=5, progress=False)
+    b_net = backend.to_numpy(net.params["linear1.b"]).astype(np.float64)
+    np.testing.assert_allclose(b_net, b, atol=1e-5)
+    assert answer == int(b_net.argmax())
+    # full-batch training converges to log(class frequencies): the most frequent class
+    y2 = np.repeat(np.arange(10), [50, 50, 50, 80, 50, 50, 50, 50, 50, 50])
+    assert D.bias_only_answer(y2, num_epochs=400, batch_size=len(y2), lr=0.5, momentum=0.0)[0] == 3
+
+
+def test_dlfs_init_scale_sweep_shape_and_divergence():
+    splits = toy_splits()
+    out = D.dlfs_init_scale_sweep(splits.x_train, splits.y_train, seeds=(0, 1), scales=(1e4, 0.3),
+                                  hidden=(16, 16), lr=0.5, batch_size=32, num_epochs=3)
+    assert set(out) == {"batch", None} and out["batch"].shape == (2, 2)
+    assert np.isnan(out[None][:, 0]).all()                       # std 1e4 without BN: NaN, reported
+    assert np.isfinite(out["batch"]).all() and (out["batch"][:, 1] > 0.5).all()
+    assert len(D.DLFS_BN_SETTING["scales"]) == 16 and D.DLFS_BN_SETTING["scales"][0] == 1.0
 
 
 def test_depth_run_as_dict_is_json_friendly():

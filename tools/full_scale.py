@@ -1,20 +1,23 @@
-"""The seed's 3-vs-15-layer experiment at full scale: plain vs batch-normalized deep ReLU MLPs.
+"""The 3-vs-15-layer experiment of Source A at full scale: plain vs batch-normalized deep ReLU MLPs.
+
+Source A: "Batch Normalization を実装する" (takataka, blog まんぼう日記, Dec 2015; see SOURCES.md).
 
 Usage::
 
-    python -m tools.full_scale --dataset mnist            # the seed's setting (needs the fetched data)
+    python -m tools.full_scale --dataset mnist            # Source A's setting (needs the fetched data)
     python -m tools.full_scale --dataset fashion-mnist --epochs 5 --out results.md
 
 Four networks, 784-W-...-W-10 with 3 and with 15 Linear layers, each with and
-without BN after every hidden Linear; ReLU; std 1/sqrt(fan_in) init; momentum
+without BN after every hidden Linear; ReLU; std 1/sqrt(fan_in) init (Source A does
+not state its init: this is the usual reading; ``--init`` changes it); momentum
 SGD (lr 0.1, momentum 0.9), mini-batches of 128; ``--train-size`` training
 images, the next 10,000 (``--val-size``) for per-epoch validation, and the
-official 10,000 test images for the final test error.  The defaults are the
-seed's: full MNIST (fetch it first: ``python -m course_lib.data fetch mnist``),
-width 1000, 50,000 training images, 50 epochs, where the seed reports test
+official 10,000 test images for the final test error.  The defaults are
+Source A's: full MNIST (fetch it first: ``python -m course_lib.data fetch mnist``),
+width 1000, 50,000 training images, 50 epochs, where Source A reports test
 errors of 1.56 % / 1.31 % (3 layers, plain / BN) and 88.65 % / 1.58 % (15 layers).
 
-Prints a markdown table of the final test errors (beside the seed's numbers for
+Prints a markdown table of the final test errors (beside Source A's numbers for
 MNIST) and, with ``--out FILE``, writes it to FILE: JSON when FILE ends in
 ``.json``, markdown otherwise.  Chapter 04 runs the same code at a small size;
 ``COURSE_FULL_SCALE=1`` makes the notebook use this setting.
@@ -52,21 +55,23 @@ class _EpochLog(Hook):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m tools.full_scale",
-                                description="3 vs 15 layers, with and without BN, at the seed's scale.")
+                                description="3 vs 15 layers, with and without BN, at the scale of Source A "
+                                            "(takataka 2015, 'Batch Normalization を実装する').")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
                    help="full 60k training set (default: mnist; fetch it with `python -m course_lib.data fetch mnist`)")
-    p.add_argument("--epochs", type=int, default=D.SEED_SETTING["num_epochs"], help="default: 50")
-    p.add_argument("--width", type=int, default=D.SEED_SETTING["width"], help="hidden units per layer (default: 1000)")
-    p.add_argument("--train-size", type=int, default=D.SEED_SETTING["n_train"],
+    p.add_argument("--epochs", type=int, default=D.SOURCE_A_SETTING["num_epochs"], help="default: 50")
+    p.add_argument("--width", type=int, default=D.SOURCE_A_SETTING["width"], help="hidden units per layer (default: 1000)")
+    p.add_argument("--train-size", type=int, default=D.SOURCE_A_SETTING["n_train"],
                    help="training images (default: 50000)")
     p.add_argument("--val-size", type=int, default=10_000,
                    help="validation images held out of the training set (default: 10000)")
     p.add_argument("--depths", type=int, nargs="+", default=[3, 15], help="Linear layers per net (default: 3 15)")
-    p.add_argument("--init", default=D.SEED_SETTING["init"],
-                   help="weight init: lecun (std 1/sqrt(n), the seed's), xavier, he, or a number (std)")
-    p.add_argument("--lr", type=float, default=D.SEED_SETTING["lr"])
-    p.add_argument("--momentum", type=float, default=D.SEED_SETTING["momentum"])
-    p.add_argument("--batch-size", type=int, default=D.SEED_SETTING["batch_size"])
+    p.add_argument("--init", default=D.SOURCE_A_SETTING["init"],
+                   help="weight init: lecun (std 1/sqrt(n), the usual reading of Source A's unstated init), "
+                        "xavier, he, or a number (std)")
+    p.add_argument("--lr", type=float, default=D.SOURCE_A_SETTING["lr"])
+    p.add_argument("--momentum", type=float, default=D.SOURCE_A_SETTING["momentum"])
+    p.add_argument("--batch-size", type=int, default=D.SOURCE_A_SETTING["batch_size"])
     p.add_argument("--seed", type=int, default=0, help="weights and shuffling (default: 0)")
     p.add_argument("--device", choices=backend.DEVICES, default=None,
                    help="cpu (numpy) or gpu (cupy); default: $COURSE_LIB_DEVICE or cpu")
@@ -108,7 +113,7 @@ def main(argv=None):
                               lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
                               hooks=hooks, log=print)
     total = time.perf_counter() - start
-    reference = D.SEED_TEST_ERRORS if args.dataset == "mnist" else None
+    reference = D.SOURCE_A_TEST_ERRORS if args.dataset == "mnist" else None
     ours = (f"{args.dataset}: {len(splits.x_train):,} images, {args.epochs} epochs, width {args.width}")
     table = D.results_table(runs, reference, ours=ours)
     print()
