@@ -37,7 +37,7 @@ from collections import OrderedDict
 import ipywidgets as W
 import numpy as np
 
-from course_lib import backend, plots
+from course_lib import backend, dying_relu, plots
 from course_lib import functional as F
 from course_lib import init as init_mod
 from course_lib.backend import to_numpy
@@ -562,6 +562,42 @@ def batch_size_explorer(data, batch_size=32, **kwargs):
     return Explorer(batch_size_effects, {"batch_size": m}, fixed={"data": data, **kwargs},
                     title="Batch size: accuracy, dead units and BN's noise",
                     note="Each change retrains two small ReLU networks, with and without BN (about a second).")
+
+
+def dw_tiles_figure(records, epoch, *, fig=None):
+    """First-layer dW of all 256 units as 28x28 tiles (Source D's scaling, see
+    :func:`course_lib.dying_relu.dw_tiles`) at the last step of ``epoch``, one panel per run.
+
+    records: {label: dying_relu.Record} whose ``tiles`` hold ``epoch`` (run with ``tile_epochs``).
+    """
+    missing = [label for label, rec in records.items() if epoch not in rec.tiles]
+    if missing:
+        raise ValueError(f"no dW tiles for epoch {epoch} in {missing}: run dying_relu.run(..., tile_epochs=...) "
+                         f"with that epoch")
+    fig = fig if fig is not None else _figure((4.6 * len(records), 5.0))
+    axes = np.atleast_1d(fig.subplots(1, len(records)))
+    _adjust(fig, left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.05)
+    for ax, (label, rec) in zip(axes, records.items()):
+        ax.imshow(dying_relu.tile_grid(rec.tiles[epoch], ncols=16, gap=2), cmap="gray", vmin=0, vmax=255,
+                  interpolation="nearest")
+        dead = f", {rec.dead[epoch - 1]} dead units" if 1 <= epoch <= len(rec.dead) else ""
+        ax.set_title(f"{label}: end of epoch {epoch}{dead}", fontsize=10)
+        ax.axis("off")
+    fig.suptitle("First-layer dW of all 256 units (each tile min-max scaled to 0-255: black = its smallest "
+                 "value, white = its largest)", fontsize=10)
+    return fig
+
+
+def dw_tiles_explorer(records, epoch=None):
+    """An epoch slider over :func:`dw_tiles_figure`: browse the dW tiles over training."""
+    epochs = sorted(set.intersection(*(set(rec.tiles) for rec in records.values())))
+    if not epochs:
+        raise ValueError("the runs share no epoch with dW tiles: pass tile_epochs=range(...) to dying_relu.run")
+    slider = W.SelectionSlider(options=epochs, value=epochs[-1] if epoch is None else epoch, description="epoch",
+                               continuous_update=False, style=_STYLE, layout=_wide())
+    return Explorer(dw_tiles_figure, {"epoch": slider}, fixed={"records": records},
+                    title="dW of the first layer over training",
+                    note="Recorded during training: moving the slider only redraws.")
 
 
 # ================================================================ 5-6. overfitting

@@ -71,3 +71,19 @@ def test_leaky_relu_runs_and_summarize():
     assert s["n"] == 3 and s["min"] == 0.8 and s["max"] == 1.0 and abs(s["mean"] - 0.9) < 1e-12
     assert abs(s["sd"] - 0.1) < 1e-12
     assert np.isnan(D.summarize([])["mean"])
+
+
+def test_dw_tiles_explorer_browses_epochs():
+    from course_lib import explorers as E
+    data = E.synthetic_splits(n_train=200, n_val=50, n_test=50)
+    train, test = (data.x_train, data.y_train), (data.x_test, data.y_test)
+    records = {norm or "no BN": D.run(train, test, norm=norm, batch_size=50, epochs=2, seed=0,
+                                              tile_epochs=range(0, 3)) for norm in (None, "batch")}
+    ex = E.dw_tiles_explorer(records, epoch=0)
+    ex.raise_errors = True
+    assert list(ex.controls["epoch"].options) == [0, 1, 2]
+    first = ex.png
+    ex.controls["epoch"].value = 2
+    assert ex.n_draws == 2 and ex.png and ex.png != first
+    with pytest.raises(ValueError, match="no dW tiles for epoch 5"):
+        E.dw_tiles_figure(records, 5)
