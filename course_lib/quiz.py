@@ -87,337 +87,312 @@ CHAPTERS = {
 Q = Question
 QUESTIONS: dict[str, list[Question]] = {
     "01": [
-        Q("A fully connected layer has n inputs and is followed by ReLU. With zero-mean "
-          "Gaussian weights, which standard deviation keeps the activation variance roughly "
-          "constant from layer to layer?",
-          ("1", "sqrt(1/n) (Xavier/Glorot)", "sqrt(2/n) (He)", "0.01"),
-          2,
-          "Var(y) = n·Var(w)·E[x²]. ReLU zeroes half of its symmetric inputs, so E[x²] is half "
-          "the variance of the previous pre-activation; Var(w) = 2/n gives that half back."),
+        Q("A fully connected ReLU layer has n = 200 inputs. Which weight std does He initialisation "
+          "give (Var(w) = 2/n)?",
+          ("0.01, the classic small constant", "0.1", "sqrt(1/200) ≈ 0.071 (Xavier)", "2/200 = 0.01, the variance itself"),
+          1,
+          "Var(w) = 2/200 = 0.01, so std = sqrt(0.01) = 0.1. Xavier's 1/n would give 0.071, too small "
+          "for ReLU by a factor sqrt(2)."),
         Q("Where does the factor 2 in He initialisation come from?",
-          ("It averages fan-in and fan-out",
-           "ReLU passes on only the positive half of a zero-mean input, halving the second "
-           "moment, so the weights must double the variance",
-           "The backward pass multiplies gradients by 2",
-           "It was fitted empirically on ImageNet"),
+          ("It averages the fan-in and the fan-out of the layer",
+           "ReLU zeroes half of a symmetric input: E[relu(z)²] = Var(z)/2",
+           "The backward pass multiplies every gradient by 2",
+           "It was fitted on ImageNet experiments, then kept"),
           1,
           "For zero-mean symmetric z, E[relu(z)²] = Var(z)/2. Doubling Var(w) compensates. "
           "Averaging fan-in and fan-out is Glorot's compromise, not the ReLU factor."),
-        Q("Five tanh layers of 100 units are initialised with std = 0.01. What do the "
-          "per-layer activation histograms show?",
-          ("Activations saturate at -1 and +1",
-           "Every layer keeps unit variance",
-           "Activations shrink towards 0 layer after layer (and so do the gradients)",
-           "Activations become uniform on [-1, 1]"),
+        Q("Five tanh layers of 100 units are initialised with std = 0.01. By what factor does the "
+          "activation variance change from one layer to the next?",
+          ("×100: it explodes and tanh saturates at ±1", "×1: Var(w)·n = 1 keeps it",
+           "×0.01: it collapses towards 0", "×0.5: tanh halves it like ReLU"),
           2,
-          "Each layer multiplies the variance by n·Var(w) = 100·1e-4 = 0.01, so the signal "
-          "collapses towards 0. std = 1 does the opposite: tanh/sigmoid saturate."),
-        Q("Xavier initialisation, Var(w) = 1/n, is derived for which kind of activation?",
-          ("One that is roughly linear and symmetric around 0, such as tanh",
-           "ReLU",
-           "Any activation: it is exact for all of them",
-           "Softmax outputs only"),
+          "n·Var(w) = 100·(0.01)² = 0.01 and tanh is ≈ linear near 0, so each layer multiplies the "
+          "variance by 0.01 (the std by 0.1). The gradients shrink in the same way."),
+        Q("Xavier's Var(w) = 1/n keeps tanh's variance at first, yet chapter 01 measures the signal "
+          "still shrinking over 20 tanh layers. What corrects it?",
+          ("A gain of 5/3 on the std, for tanh's slope below 1 away from 0",
+           "ReLU's factor 2, since tanh is also zero for half its inputs",
+           "Nothing: Xavier is exact for tanh at any depth",
+           "A smaller std, so the units stay in the linear part"),
           0,
-          "The derivation assumes f(z) ≈ z near 0, which holds for tanh (and roughly for the "
-          "centred sigmoid). ReLU discards half the signal and needs the factor 2."),
+          "tanh flattens away from 0, so E[tanh(z)²] < Var(z) and the variance shrinks a little at every "
+          "layer; PyTorch's recommended gain for tanh is 5/3."),
     ],
     "02": [
         Q("In training mode, a BN layer normalises each feature with...",
           ("the running mean and variance",
            "the mean and variance of the current mini-batch",
-           "mean 0 and variance 1, fixed",
+           "mean 0 and variance 1, fixed once and for all",
            "the statistics of the whole training set, computed once"),
           1,
           "Training uses batch statistics (Algorithm 1) and updates the running averages as a "
           "side effect. Only eval mode uses the running statistics."),
         Q("After model.eval(), a BN layer normalises with...",
-          ("the running mean and variance accumulated during training, without updating them",
+          ("the running statistics, which stay fixed",
            "the statistics of the test batch it is given",
-           "the statistics of the last training batch",
-           "gamma and beta only"),
+           "the statistics of the very last training batch it saw",
+           "nothing: in eval mode only γ and β are applied"),
           0,
           "In eval mode each example's output is deterministic and independent of the rest of "
           "the batch: the fixed running statistics are used and not updated."),
-        Q("course_lib's BatchNorm uses momentum = 0.1 (PyTorch's convention). Which update "
-          "does it perform after each training batch?",
-          ("running = 0.1·running + 0.9·batch",
-           "running = 0.9·running + 0.1·batch",
-           "running = running + 0.1·batch",
-           "running = batch, every 10th batch"),
+        Q("A running mean starts at 0; course_lib's momentum 0.1 is the weight of the new batch: "
+          "running = 0.9·running + 0.1·batch. Two training batches both have mean 10. What is the "
+          "running mean after them?",
+          ("1.0", "1.9", "10.0", "9.0"),
           1,
-          "momentum is the weight of the NEW batch: running = (1 - m)·running + m·batch, "
-          "m = 0.1."),
+          "running = 0.9·running + 0.1·batch: 0.9·0 + 0.1·10 = 1, then 0.9·1 + 0.1·10 = 1.9. Early running "
+          "statistics lag far behind; that is why a model evaluated after few steps looks broken."),
         Q("Chainer, Keras and the 'Deep Learning from Scratch' book write momentum = 0.9 "
           "(or decay = 0.9) for the same layer. Compared with course_lib's momentum = 0.1...",
-          ("it is the same update: 0.9 is the weight of the OLD running value",
-           "it averages nine times faster",
-           "it averages nine times slower",
-           "it is the weight of the new batch, so the running statistics barely move"),
+          ("it is the same update, named by the old value's weight",
+           "it averages nine times faster than course_lib does",
+           "it averages nine times slower than course_lib does",
+           "it weights the new batch by 0.9, so the average follows it closely"),
           0,
           "running = 0.9·running + 0.1·batch either way; one convention names the old value's "
           "weight (0.9), the other the new batch's (0.1 = 1 - 0.9)."),
-        Q("Which variances does BN use during training?",
-          ("Unbiased (divide by m - 1) for both",
-           "Biased (divide by m) for both",
-           "Biased (divide by m) to normalise the batch; the running variance is updated "
-           "with the unbiased m/(m - 1)·σ²_B",
-           "Unbiased to normalise; biased for the running variance"),
-          2,
-          "Algorithm 1 normalises with the biased batch variance; the inference statistics "
-          "(Algorithm 2, PyTorch) use the unbiased estimate m/(m - 1)·σ²_B. The gap matters "
-          "most at small m."),
+        Q("A batch has m = 4 values of one feature with biased variance 3.0. Which variance feeds "
+          "the running average (PyTorch and course_lib)?",
+          ("3.0, the biased one used to normalise", "4.0 = 3.0·4/3, the unbiased estimate",
+           "2.25 = 3.0·3/4", "0.75 = 3.0/4, the variance of the mean"),
+          1,
+          "Training normalises with the biased batch variance (divide by m); the running variance "
+          "is updated with the unbiased m/(m - 1)·σ²_B = 4/3·3.0 = 4.0. The gap matters most at small m."),
     ],
     "03": [
         Q("You gradient-check your BN backward in training mode on a batch of ONE example, "
           "and it passes. What does that tell you?",
-          ("Nothing: with m = 1, x - μ = 0, the output is β for every input, so dx is exactly "
-           "0 both numerically and analytically",
-           "The backward pass is correct, and m = 1 is the most precise check",
-           "Only that dgamma is right",
-           "The check would have produced NaN if anything was wrong"),
+          ("Nothing: with m = 1 the output is β whatever x is, so dx = 0 on both sides",
+           "The backward pass is correct, and m = 1 is the most precise check of all",
+           "Only that dgamma is right; dbeta and dx were never tested",
+           "The check would have produced NaN if anything had been wrong"),
           0,
           "A single example is its own mean, so x̂ = 0 whatever x is. Any backward that returns "
           "zeros 'passes'. Check with m ≥ 2 (better ≥ 5) and random inputs."),
         Q("You check BN's dx with the loss L = out.sum(), i.e. an upstream gradient of ones. "
           "Why is that check vacuous?",
-          ("Because float32 cannot represent 1 exactly",
-           "Because Σ_i x̂_i = 0 per feature, so out.sum() = m·Σβ does not depend on x: the true "
-           "dx is 0 and a wrong backward can return 0 too",
-           "Because the loss must be a mean, not a sum",
-           "It is not vacuous; ones is the standard choice"),
+          ("Because float32 cannot represent the number 1 exactly",
+           "Σ_i x̂_i = 0, so the loss ignores x and the true dx is 0",
+           "Because the loss must be a mean over the batch, not a sum",
+           "It is not vacuous: a gradient of ones is the standard choice"),
           1,
-          "Use a random upstream gradient, e.g. L = (out * dout).sum() with dout ~ N(0, 1)."),
-        Q("For out = γ·x̂ + β over a batch of m rows, which gradients are right?",
-          ("dbeta = Σ_i dout_i, dgamma = Σ_i dout_i·x̂_i",
-           "dbeta = Σ_i dout_i, dgamma = Σ_i dout_i·x_i",
-           "dbeta = mean_i dout_i, dgamma = mean_i dout_i·x̂_i",
-           "dbeta = dout, dgamma = dout·γ"),
+          "out.sum() = m·Σβ does not depend on x, so a wrong backward that returns 0 passes too. Use a "
+          "random upstream gradient, e.g. L = (out * dout).sum() with dout ~ N(0, 1)."),
+        Q("One feature, m = 4 rows, upstream gradient dout = (1, 2, 3, 4) and x̂ = (-1, -1, 1, 1). "
+          "What are dbeta and dgamma?",
+          ("dbeta = 10, dgamma = 4", "dbeta = 2.5, dgamma = 1", "dbeta = 10, dgamma = 0",
+           "dbeta = 4, dgamma = 10"),
           0,
-          "γ and β are shared by all rows, so their gradients sum over the batch, and γ "
-          "multiplies the normalised x̂, not the raw x."),
+          "dbeta = Σ dout = 10; dgamma = Σ dout·x̂ = -1 - 2 + 3 + 4 = 4. Both sum over the batch because "
+          "γ and β are shared by every row (a mean would give 2.5 and 1)."),
         Q("Why is the numerical gradient check done in float64 (target relative error < 1e-7)?",
-          ("float64 is faster on a CPU",
-           "float32 rounding (~1e-7 relative) divided by a step h ≈ 1e-5 leaves ~1e-2 noise in "
-           "the central difference, which hides real bugs",
-           "numpy cannot differentiate float32 arrays",
+          ("float64 is faster than float32 on a CPU",
+           "float32 rounding over a step h leaves ~1e-2 noise",
+           "numpy cannot differentiate float32 arrays at all",
            "The analytical gradient is only defined in float64"),
           1,
-          "The finite difference subtracts two nearly equal numbers; in float32 the rounding "
-          "error swamps it. In float64 a correct backward reaches ~1e-9."),
+          "The finite difference subtracts two nearly equal numbers: float32 rounding (~1e-7 relative) "
+          "divided by h ≈ 1e-5 leaves ~1e-2 noise, which hides real bugs. In float64 a correct backward "
+          "reaches ~1e-9."),
         Q("A Linear layer with bias b feeds a BN layer. The gradient check says db ≈ 0 "
           "everywhere. Bug?",
-          ("Yes: the bias gradient must never be zero",
-           "Yes: the learning rate is too small",
-           "No: BN subtracts the batch mean, which cancels any constant shift b, so b has no "
-           "effect (β takes over its role)",
-           "No: biases only get gradients in eval mode"),
+          ("Yes: a bias gradient must never be exactly zero",
+           "Yes: the learning rate is too small to move b",
+           "No: BN subtracts the mean, so b has no effect",
+           "No: biases only receive gradients in eval mode"),
           2,
+          "BN subtracts the batch mean, which cancels any constant shift b (β takes over its role). "
           "That is why Linear layers before BN are usually built without a bias."),
     ],
     "04": [
-        Q("A 15-layer ReLU MLP with Xavier-type init does not learn (it stays at or near chance); "
-          "the same net with BN after each Linear learns. Main reason?",
-          ("Without BN the signal scale changes by a factor at every layer, so activations and "
-           "gradients vanish (or explode) over 15 layers; BN re-standardises every layer",
-           "BN adds more parameters",
-           "BN acts as dropout",
-           "BN lowers the learning rate automatically"),
-          0,
-          "Xavier's 1/n is a factor 2 too small for ReLU, and the 14 ReLU layers of a 15-layer net "
-          "compound it: the variance shrinks by 2^-14 (the std by 2^-7). "
-          "BN resets the scale at each layer, whatever the init."),
+        Q("A 15-layer ReLU MLP uses Xavier init, Var(w) = 1/n. Ignoring everything else, by what factor "
+          "has the activation std shrunk after its 14 hidden ReLU layers?",
+          ("2^-14 ≈ 6e-5", "2^-7 ≈ 0.008", "1/15 ≈ 0.07", "It does not shrink: Xavier keeps it"),
+          1,
+          "Each ReLU layer halves the second moment that Xavier's 1/n assumes it keeps, so the variance "
+          "shrinks by 2^-14 and the std by 2^-7 = 1/128. BN resets the scale at every layer, whatever the init."),
         Q("You evaluate a trained BN network on the test set, in batches of 100, but forget "
           "to call model.eval(). What happens?",
-          ("Nothing: the running statistics are used anyway",
-           "BN normalises with each test batch's own statistics: a prediction depends on which "
-           "examples share its batch, and the running statistics are overwritten with test data",
-           "An exception is raised",
-           "Only the speed changes"),
+          ("Nothing changes: the running statistics are used anyway",
+           "Each test batch is normalised with its own statistics",
+           "An exception is raised before the first test batch",
+           "Only the speed changes; the predictions are identical"),
           1,
-          "Training mode means batch statistics. With a batch of ONE example it is worse: "
-          "x - μ = 0, so BN would output β whatever the input; course_lib (like PyTorch) "
-          "refuses that case with an error in training mode."),
+          "Training mode means batch statistics: a prediction depends on which examples share its batch, "
+          "and the running statistics are overwritten with test data. With a batch of ONE example BN "
+          "would output β whatever the input; course_lib (like PyTorch) refuses that case."),
         Q("Why does a BN network tolerate a larger learning rate?",
-          ("BN clips the gradients",
+          ("BN clips every gradient to a fixed maximum norm",
            "BN divides the learning rate by the batch size",
-           "The output of Linear+BN does not change when W is scaled, so a large step cannot "
-           "blow up the activations, and the gradient shrinks as ‖W‖ grows",
-           "It does not; BN needs a smaller learning rate"),
+           "Scaling W leaves BN's output unchanged",
+           "It does not: a BN network needs a smaller learning rate"),
           2,
-          "Scale invariance: BN(a·Wx) = BN(Wx) for a > 0, and ∂L/∂W scales as 1/a. Large "
-          "updates grow ‖W‖, which automatically damps later updates."),
+          "Scale invariance: BN(a·Wx) = BN(Wx) for a > 0, and ∂L/∂W scales as 1/a. Large updates grow "
+          "‖W‖, which automatically damps later updates, and the activations cannot blow up."),
         Q("In the init-scale sweep (16 weight scales, with and without BN), what is the "
           "typical finding?",
-          ("Both train equally well at every scale",
-           "BN only helps at the best init scale",
-           "Without BN the net is less sensitive to the init scale",
-           "With BN, the final accuracy is good over a much wider range of init scales"),
+          ("Both train equally well at every one of the scales",
+           "BN helps only at the best init scale of the plain net",
+           "Without BN the net is less sensitive to the scale",
+           "With BN a much wider range of scales trains well"),
           3,
           "Without BN only a narrow band of scales avoids vanishing or exploding signals; BN "
           "makes the forward pass insensitive to the scale of W."),
     ],
     "05": [
-        Q("Why does BN get worse with very small mini-batches (say 2 to 4)?",
-          ("The GPU is under-used",
-           "The batch mean and variance are noisy estimates, and training (batch statistics) "
-           "and inference (running statistics) see different normalisations",
-           "γ and β cannot be learned with small batches",
-           "The biased variance becomes unbiased"),
+        Q("The spread of a batch mean falls like 1/sqrt(m). How much noisier is BN's batch mean at "
+          "m = 4 than at m = 64?",
+          ("16 times", "4 times", "2 times", "Not at all: it is unbiased"),
           1,
-          "The spread of batch statistics grows like 1/sqrt(m), and with m = 2 the biased "
-          "variance is half the true one on average."),
+          "sqrt(64/4) = 4. Unbiased is not the same as precise; at m = 2 the biased variance is also half "
+          "the true one on average, and training and inference see different normalisations."),
         Q("In Batch Renormalization, r = σ_B/σ and d = (μ_B - μ)/σ (clipped to r_max, d_max). "
           "How are r and d treated?",
-          ("As learned parameters like γ and β",
-           "As constants in the backward pass (no gradient flows through them); with r = 1 "
-           "and d = 0 it is plain BN",
-           "They are only used at inference",
-           "They replace the running statistics"),
+          ("As learned parameters, updated like γ and β",
+           "As constants in the backward pass",
+           "They are computed and used only at inference",
+           "They replace the running statistics entirely"),
           1,
-          "r and d correct the batch statistics towards the running ones while training; "
-          "r_max and d_max start at 1 and 0 and are relaxed on a schedule."),
+          "No gradient flows through r and d; with r = 1 and d = 0 the layer is plain BN. They correct the "
+          "batch statistics towards the running ones while training; r_max and d_max start at 1 and 0."),
         Q("Which normalisation behaves the same for any batch size, in train and eval mode?",
           ("Batch Normalization", "Batch Renormalization",
-           "Layer Normalization (statistics over the features of each example)",
-           "None of them"),
+           "Layer Normalization", "None of the three"),
           2,
-          "LayerNorm and GroupNorm compute statistics within one example, so there is no "
+          "LayerNorm (and GroupNorm) compute statistics over the features of one example, so there is no "
           "batch dependence and no running average."),
-        Q("Why can BN be folded into the preceding Linear layer at inference, but not during "
-          "training?",
-          ("At inference BN uses fixed running statistics, so it is a per-feature affine map "
-           "that can be merged into W and b; in training its statistics depend on the batch",
-           "Folding needs float64",
-           "It can be folded in training too",
-           "Only the bias can be folded"),
-          0,
-          "Scale each output feature's weights by s = γ/sqrt(var + eps) and set "
-          "b' = s·(b - mean) + β, with the running mean and variance."),
+        Q("A ReLU unit's pre-activation is negative for every training image (a dead unit). Which "
+          "change lets its weights receive a gradient again?",
+          ("A smaller batch, so that the batch statistics are noisier",
+           "A larger learning rate for a few steps",
+           "LeakyReLU: a small slope for negative inputs",
+           "Dropout before the unit, so it is sometimes off"),
+          2,
+          "ReLU's gradient is exactly 0 for negative inputs, so nothing moves a dead unit's weights. "
+          "LeakyReLU passes slope·dout back; BN keeps units alive differently, by re-centring their input."),
         Q("Santurkar et al. inject random noise after BN, shifting each layer's distribution "
           "on purpose. The network still trains about as well as with plain BN. What does this "
           "suggest?",
           ("BN works by reducing internal covariate shift",
-           "Reducing internal covariate shift is not what makes BN help; Santurkar et al. "
-           "propose a smoother loss landscape instead",
-           "Noise is what makes BN work",
-           "The experiment is wrong"),
+           "Removing covariate shift is not why BN helps",
+           "Noise is what makes BN work so well",
+           "The experiment must be wrong"),
           1,
-          "Distribution shift was added back and training barely suffered, so the "
-          "covariate-shift story cannot be the whole reason."),
+          "Distribution shift was added back and training barely suffered, so the covariate-shift story "
+          "cannot be the whole reason; Santurkar et al. propose a smoother loss landscape. Chapter 05's "
+          "small probe is consistent with that, not a proof."),
     ],
     "06": [
-        Q("The L2 penalty (λ/2)·‖W‖² adds what to the gradient ∂L/∂W?",
-          ("λ·W", "(λ/2)·W", "2λ·W", "λ·sign(W)"),
+        Q("With the L2 penalty (λ/2)·‖W‖², λ = 1e-4 and a weight of 2.0, what does the penalty add to "
+          "that weight's gradient?",
+          ("2e-4", "1e-4", "4e-4", "2e-4·sign(W)"),
           0,
-          "d/dW (λ/2)·‖W‖² = λ·W. λ·sign(W) is the L1 penalty's gradient."),
+          "d/dW (λ/2)·W² = λ·W = 1e-4·2.0 = 2e-4. λ·sign(W) is the L1 penalty's gradient."),
         Q("Which parameters does course_lib's optimizer decay?",
-          ("All of them",
-           "Weight matrices only: not biases, not BN's γ and β",
-           "Biases only",
-           "γ and β only"),
+          ("All of them, γ and β included",
+           "Weight matrices only",
+           "Biases only, to keep the offsets small",
+           "BN's γ and β only, not the weights"),
           1,
           "Biases and β only shift, and decaying γ shrinks BN's output scale towards 0, "
           "fighting the normalisation; they are few and add little capacity."),
-        Q("When is DECOUPLED weight decay (shrink the weights directly, W ← W - lr·λ·W, next to the "
-          "optimizer's step) the same as adding (λ/2)·‖W‖² to the loss?",
-          ("With any optimizer",
-           "With Adam only",
-           "For plain SGD only; with momentum the L2 term also passes through the velocity, and with "
-           "Adam it is rescaled per weight by 1/sqrt(v), so decoupled decay (AdamW) differs from L2",
-           "Never"),
+        Q("When is DECOUPLED weight decay (W ← W - lr·λ·W next to the optimizer's step) the same "
+          "as adding (λ/2)·‖W‖² to the loss?",
+          ("With any optimizer at all", "With Adam only", "With plain SGD only", "Never"),
           2,
           "SGD: W ← W - lr·(g + λW) is exactly decay. Momentum accumulates λW in the velocity and Adam "
-          "divides it by sqrt(v), so there the decoupled update differs. COUPLED decay (adding λW to the "
-          "gradient, what course_lib's SGD, Momentum and Adam do with weight_decay=λ) is L2 in the loss "
-          "for every optimizer, bit for bit (chapter 06, section 4)."),
+          "divides it by sqrt(v), so there the decoupled update (AdamW) differs. COUPLED decay (adding λW "
+          "to the gradient, what course_lib's SGD, Momentum and Adam do with weight_decay=λ) is L2 in the "
+          "loss for every optimizer, bit for bit (chapter 06, section 4)."),
         Q("A Linear layer is followed by BN. What does weight decay on its W do?",
-          ("It regularises the function the layer computes, as without BN",
-           "Nothing at all",
-           "It makes training diverge",
-           "BN's output ignores the scale of W, so decay does not change the function; it "
-           "shrinks ‖W‖ and thereby raises the effective learning rate"),
+          ("It regularises the function, as it would without BN",
+           "Nothing at all: BN undoes it at every step",
+           "It makes training diverge after a few epochs",
+           "It shrinks ‖W‖, raising the effective step"),
           3,
-          "With scale invariance the gradient scales as 1/‖W‖ and the effective step as "
-          "lr/‖W‖², so decay acts as a learning-rate schedule."),
+          "BN's output ignores the scale of W, so decay does not change the function; the gradient scales "
+          "as 1/‖W‖ and the effective step as lr/‖W‖², so decay acts as a learning-rate schedule."),
     ],
     "07": [
         Q("course_lib's Dropout(p=0.2) in training mode...",
-          ("keeps each unit with probability 0.2 and scales by 1/0.2",
-           "zeroes each unit with probability 0.2 and scales the kept ones by 1/(1 - 0.2) = 1.25",
-           "zeroes each unit with probability 0.2 and scales by 0.8 at test time",
-           "zeroes 20% of the weights"),
+          ("keeps each unit with probability 0.2 and scales by 5",
+           "drops each unit with probability 0.2, scales the rest by 1.25",
+           "drops each unit with probability 0.2; scales by 0.8 at test",
+           "zeroes 20 % of the weights of the layer that follows"),
           1,
-          "p is the DROP probability and the dropout is inverted: the scaling happens at "
-          "training time, so eval mode is the identity."),
+          "p is the DROP probability and the dropout is inverted: kept units are scaled by "
+          "1/(1 - 0.2) = 1.25 at training time, so eval mode is the identity."),
         Q("The classic dropout of the original paper and the 'Deep Learning from Scratch' book "
           "does no scaling in training. What does it do at test time?",
-          ("Nothing",
+          ("Nothing: test activations are used as they are",
            "Multiplies activations by 1/(1 - p)",
-           "Multiplies activations by (1 - p), the keep probability",
-           "Drops units with probability p"),
+           "Multiplies activations by 1 - p",
+           "Drops units with probability p, as in training"),
           2,
-          "Both versions give the same expected activation; inverted dropout moves the factor "
-          "to training time so the inference code needs no change. (They still train differently "
-          "with the same initialisation and learning rate: chapter 07, section 4.)"),
+          "1 - p is the keep probability: both versions give the same expected activation; inverted "
+          "dropout moves the factor to training time. (They still train differently with the same "
+          "initialisation and learning rate: chapter 07, section 4.)"),
         Q("What is dx for inverted dropout with mask M and drop probability p?",
-          ("dx = dout·M / (1 - p), with the same mask as the forward pass", "dx = dout",
-           "dx = dout·M·(1 - p)", "dx = dout / p, with a fresh random mask"),
+          ("dout·M / (1 - p)", "dout, unchanged", "dout·M·(1 - p)", "dout / p, with a fresh mask"),
           0,
           "Dropout is an elementwise multiplication by M/(1 - p), so the backward multiplies "
-          "by the same factor; a fresh mask would be a different function."),
+          "by the same factor and the same mask; a fresh mask would be a different function."),
         Q("CS231n's assignments use p = probability of KEEPING a unit. What fraction of units "
           "does course_lib's Dropout(p=0.1) keep in training?",
-          ("10%", "90%", "50%", "100%"),
+          ("10 %", "90 %", "50 %", "100 %"),
           1,
-          "course_lib: p = drop probability, so 90% are kept. Read the convention before "
+          "course_lib: p = drop probability, so 90 % are kept. Read the convention before "
           "porting hyperparameters between code bases."),
         Q("Dropout placed before a BN layer often hurts at test time. Why?",
-          ("Dropout changes the variance BN sees in training; at test dropout is off, so the "
-           "running variance no longer matches ('variance shift')",
-           "BN removes the dropout mask",
-           "Dropout must always come first",
-           "BN cannot be backpropagated through zeros"),
+          ("The running variance no longer matches",
+           "BN removes the dropout mask during the backward pass",
+           "Dropout must always be the first layer of a network",
+           "BN cannot be backpropagated through zeroed units"),
           0,
-          "Put dropout after the last BN layer, or use small p."),
+          "Dropout changes the variance BN sees in training; at test dropout is off, so the input variance "
+          "differs from the running variance ('variance shift'). Put dropout after the last BN layer, or "
+          "use small p."),
     ],
     "08": [
         Q("On which data do you compare hyperparameter settings?",
           ("The test set, since it is what we report",
-           "The training set",
-           "A validation split held out from the training data; the test set is used once, "
-           "at the very end",
-           "Whichever gives the highest accuracy"),
+           "The training set, which the model has fitted",
+           "A validation split held out from training",
+           "Whichever split gives the highest accuracy"),
           2,
-          "Choosing on the test set makes the test score an optimistic, biased estimate: the "
-          "test data would be part of the training loop."),
-        Q("Why sample the learning rate as lr = 10^U(-6, -2) instead of U(1e-6, 1e-2)?",
-          ("The uniform version puts about 99% of the trials above 1e-4; log-uniform spends "
-           "the same effort on every order of magnitude",
-           "It is faster to compute",
-           "Learning rates must be powers of 10",
-           "There is no difference"),
-          0,
-          "(1e-2 - 1e-4)/(1e-2 - 1e-6) ≈ 0.99. What matters is the order of magnitude, so "
-          "the exponent is what should be uniform."),
+          "Choosing on the test set makes the test score an optimistic, biased estimate: the test data "
+          "would be part of the training loop. Use it once, at the very end."),
+        Q("lr is sampled uniformly from [1e-6, 1e-2] instead of as 10^U(-6, -2). About what share of "
+          "the trials land above 1e-4?",
+          ("About 50 %", "About 99 %", "About 67 %", "About 1 %"),
+          1,
+          "(1e-2 - 1e-4)/(1e-2 - 1e-6) ≈ 0.99. Log-uniform sampling puts 50 % there and spends the same "
+          "effort on every order of magnitude, which is what matters for a learning rate."),
         Q("With 9 trials and two hyperparameters of which only one really matters, why is "
           "random search better than a 3×3 grid?",
           ("Random search is cheaper per trial",
-           "Grids cannot use a log scale",
-           "It is not better",
-           "The grid tries only 3 distinct values of the important hyperparameter; random "
-           "search tries 9"),
+           "Grids cannot be laid out on a log scale",
+           "It is not better: both try 9 settings",
+           "It tries 9 values of the one that matters"),
           3,
-          "Bergstra & Bengio (2012): random search projects to distinct values in every "
-          "dimension."),
+          "The grid tries only 3 distinct values of the important hyperparameter; random search projects to "
+          "distinct values in every dimension (Bergstra & Bengio, 2012)."),
         Q("The best trials of a coarse search all have lr near 1e-2, the top of the range. "
           "Next step?",
-          ("Narrow the range to [5e-3, 1e-2]",
-           "Extend or shift the range above 1e-2 before narrowing: the optimum may lie outside",
-           "Report the best trial's test accuracy",
-           "Switch to grid search"),
+          ("Narrow the range to [5e-3, 1e-2] and search again",
+           "Extend the range above 1e-2 first",
+           "Report the best trial's test accuracy and stop",
+           "Switch to grid search around the best trial"),
           1,
-          "Best values at an edge mean the range was wrong. Narrow only around an optimum "
-          "that is inside the range."),
+          "Best values at an edge mean the range was wrong: the optimum may lie outside. Narrow only around "
+          "an optimum that is inside the range (search.narrow widens past an edge)."),
+        Q("Successive halving with eta = 3 trains 27 trials for 2 epochs, the best 9 for 6 epochs, then "
+          "the best 3 for 18 epochs. How many epochs does it train in all?",
+          ("162", "486", "54", "243"),
+          0,
+          "27 × 2 + 9 × 6 + 3 × 18 = 54 + 54 + 54 = 162: every round costs the same. Training all 27 for "
+          "18 epochs would cost 486. The catch: if 2 epochs leave every trial at chance, round 1 keeps "
+          "random trials — choose the minimum budget so that round 1 already means something."),
     ],
 }
 del Q

@@ -130,3 +130,16 @@ def test_ask_builds_a_form_and_the_button_grades():
     text = "".join(o.get("text", "") for o in form.output.outputs)
     assert f"{len(questions) - 2}/{len(questions)} correct" in text  # replaced, not appended
     assert "not answered" in text
+
+
+def test_the_keyed_answer_is_rarely_the_longest_option():
+    # A quiz whose right answer is the longest option grades test-taking, not understanding.
+    questions = [q for qs in quiz.QUESTIONS.values() for q in qs]
+    longest = sum(len(q.choices[q.answer]) == max(len(c) for c in q.choices) for q in questions)
+    assert longest <= len(questions) / 3, f"{longest} of {len(questions)} keyed answers are the longest option"
+
+
+@pytest.mark.parametrize("topic", ["LeakyReLU", "Successive halving", "dead unit"])
+def test_the_quizzes_cover_dying_relu_and_successive_halving(topic):
+    text = "\n".join(quiz.quiz_text(chapter) for chapter in quiz.QUESTIONS).lower()
+    assert topic.lower() in text

@@ -9,7 +9,8 @@ For every ``SRC_DIR/*.ipynb`` this writes ``DST_DIR/<same name>.ipynb``:
 * outputs and execution counts are cleared (and widget state, timings);
 * cells tagged ``remove-student`` are dropped;
 * in every code cell tagged ``solution`` each block from a line
-  ``# BEGIN SOLUTION`` to a line ``# END SOLUTION`` (markers included) becomes
+  ``# BEGIN SOLUTION`` to a line ``# END SOLUTION`` (markers included; nbgrader's
+  ``### BEGIN SOLUTION`` / ``### END SOLUTION`` work too) becomes
   one line ``raise NotImplementedError("Exercise X.Y")``, indented like the
   BEGIN marker, where ``X.Y`` comes from the first ``# Exercise X.Y`` comment
   line of the cell; the tag ``solution`` becomes ``exercise``.
@@ -59,8 +60,9 @@ REMOVE_TAG = "remove-student"
 BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 
-_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION[ \t\r]*$")
-_END_RE = re.compile(r"^[ \t]*# END SOLUTION[ \t\r]*$")
+# "# BEGIN SOLUTION" is the course's spelling; "### BEGIN SOLUTION" is nbgrader's (both accepted).
+_BEGIN_RE = re.compile(r"^(?P<indent>[ \t]*)#(?:##)? BEGIN SOLUTION[ \t\r]*$")
+_END_RE = re.compile(r"^[ \t]*#(?:##)? END SOLUTION[ \t\r]*$")
 # Anything that looks like a marker but is not exactly one ("#BEGIN SOLUTION",
 # "# begin solution", "### END SOLUTION ###"): silently ignoring it would ship
 # the answer to students, so it is an error instead.
