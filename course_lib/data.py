@@ -7,29 +7,48 @@
 
 Datasets (:data:`DATASETS`):
 
-``"mnist-5k"``       the default, shipped in ``data/``: 5,000 MNIST training images
-                     (500 per digit) and the official 10,000-image test set.
+``"mnist-5k"``       the default, shipped inside the package (``course_lib/datasets/``,
+                     read through :mod:`importlib.resources`, so a wheel install works
+                     from any directory): 5,000 MNIST training images (500 per digit)
+                     and the official 10,000-image test set.
 ``"mnist"``          the full 60,000 training images; ``python -m course_lib.data fetch mnist``.
 ``"fashion-mnist"``  Zalando's clothes images, same format; Debian package
                      ``dataset-fashion-mnist`` or ``python -m course_lib.data fetch fashion-mnist``.
 
 Fetched files live in a cache directory: the ``data_dir`` argument, else the
-environment variable ``COURSE_LIB_DATA_DIR``, else ``<repo>/data/cache`` (or
-``~/.cache/course_lib`` where the repository is read-only).
+environment variable ``COURSE_LIB_DATA_DIR``, else ``<repo>/data/cache`` in a
+writable checkout of the course, else ``~/.cache/course_lib`` (a wheel install,
+or a read-only checkout).
+
+Every file is checked before its arrays are used: IDX headers and sizes, the
+``.npz`` keys, dtypes and shapes, labels 0-9, and the published checksums (once
+per file per process).  A file that fails raises :class:`DataError` (a
+``ValueError``) whose message names the file and the command that repairs it
+where you are: ``python -m course_lib.data fetch ...`` for the cache, a
+reinstall of the package for the shipped files.  ``python -m course_lib.data
+list --verify`` checks everything at once.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import gzip
 import hashlib
 import http.client
+import importlib.resources
+import json
 import os
+import re
+import shlex
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +59,31 @@ from course_lib import backend
 
 DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
 ENV_VAR = "COURSE_LIB_DATA_DIR"
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data"
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: ``<repo>/data`` when course_lib is imported from a checkout of the course (the
+#: download cache goes to its ``cache/`` folder), else ``None`` (a wheel install).
+REPO_DATA_DIR = (PACKAGE_DIR.parent / "data"
+                 if (PACKAGE_DIR.parent / "pyproject.toml").is_file() else None)
+#: The shipped files, as package data (:func:`shipped_path` gives a real path).
+SHIPPED = importlib.resources.files("course_lib") / "datasets"
+#: Where the shipped files are on disk (the package's ``datasets/`` folder).
+SHIPPED_DIR = Path(str(SHIPPED))
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+#: Size and SHA-256 of each shipped file (data/README.md tells where they come from).
+SHIPPED_FILES = {
+    "mnist_5k.npz": {
+        "size": 821_722,
+        "sha256": "246e0c30eeea57c8d0037d3f38c8e00651ec204cc61b8022563e9aeeb9d756f4"},
+    "t10k-images-idx3-ubyte.gz": {
+        "size": 1_648_877,
+        "sha256": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
+    "t10k-labels-idx1-ubyte.gz": {
+        "size": 4_542,
+        "sha256": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
+}
+#: A ``.NAME.part-*`` file untouched for this long belongs to a dead fetch (any host).
+STALE_PART_SECONDS = 3600
 
 MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -109,6 +150,148 @@ class FetchError(RuntimeError):
     """Every mirror failed; the message says how each one failed."""
 
 
+# ----------------------------------------------------------------------------- advice + checks
+_RESOURCES = contextlib.ExitStack()  # keeps files extracted from a zipped install alive
+atexit.register(_RESOURCES.close)
+
+
+def shipped_path(fname) -> Path:
+    """A real file path for the shipped file ``fname`` (one of :data:`SHIPPED_FILES`).
+
+    Read through :mod:`importlib.resources`: the package's own folder in a
+    checkout or a wheel install, a temporary copy for a zipped install.
+    Raises ``FileNotFoundError`` with the command that restores the file.
+    """
+    resource = SHIPPED / fname
+    if not resource.is_file():
+        raise FileNotFoundError(f"The shipped data file {SHIPPED_DIR / fname} is missing from the "
+                                f"course_lib package: {restore_advice()}.")
+    return _RESOURCES.enter_context(importlib.resources.as_file(resource))
+
+
+def _checkout_root():
+    """The course checkout course_lib is imported from (it has ``.git``), else None."""
+    root = PACKAGE_DIR.parent
+    return root if (root / ".git").exists() and (root / "pyproject.toml").is_file() else None
+
+
+def _install_source():
+    """What pip installed course_lib from (PEP 610 ``direct_url.json``), as a pip argument, or None."""
+    try:
+        import importlib.metadata
+        info = json.loads(importlib.metadata.distribution("course_lib").read_text("direct_url.json") or "null")
+    except Exception:  # not installed by pip, or metadata unreadable: give the generic advice
+        return None
+    if not isinstance(info, dict) or "url" not in info:
+        return None
+    vcs = info.get("vcs_info")
+    if vcs:
+        return f"{vcs.get('vcs', 'git')}+{info['url']}" + (f"@{vcs['commit_id']}" if vcs.get("commit_id") else "")
+    if info["url"].startswith("file://") and info["url"].endswith(".whl"):
+        return info["url"][len("file://"):]
+    return info["url"]
+
+
+def restore_advice() -> str:
+    """How to get the shipped data files back, in words that work in this installation.
+
+    A git checkout: ``git checkout`` of the package's ``datasets/`` folder.  A pip
+    install (wheel, Colab): reinstall the package, from the source pip recorded.
+    """
+    root = _checkout_root()
+    if root is not None:
+        return (f"restore them with `git -C {shlex.quote(str(root))} checkout -- course_lib/datasets/` "
+                "(or re-clone the course)")
+    source = _install_source()
+    python = shlex.quote(sys.executable)
+    if source:
+        return (f"reinstall the package: `{python} -m pip install --force-reinstall --no-deps "
+                f"{shlex.quote(source)}` (in a notebook: `%pip install --force-reinstall --no-deps "
+                f"{shlex.quote(source)}`), then restart the kernel")
+    return (f"reinstall the package: `{python} -m pip install --force-reinstall --no-deps <the course "
+            "repository URL or wheel you installed it from>` (in a notebook: `%pip install ...`), "
+            "then restart the kernel")
+
+
+def fetch_command(name, data_dir=None) -> str:
+    """The command (shell and Python) that fetches ``name`` into the cache ``data_dir`` uses."""
+    custom = data_dir is not None or bool(os.environ.get(ENV_VAR))
+    where = cache_dir(data_dir)
+    shell = f"python -m course_lib.data fetch {name}" + (f" --data-dir {shlex.quote(str(where))}" if custom else "")
+    py = f"course_lib.data.fetch({name!r}" + (f", data_dir={str(where)!r})" if custom else ")")
+    return f"`{shell}` in a terminal, or `{py}` in Python"
+
+
+_VERIFIED = set()  # (path, size, mtime_ns, checksums) of files that passed: verified once per process
+
+
+def check_file(path, expected, fix) -> None:
+    """Raise :class:`DataError` unless ``path`` is non-empty, has ``expected["size"]``
+    (when given) and matches the checksums in ``expected`` (see :func:`verify`).
+
+    ``fix`` is the advice appended to the message.  Passing files are remembered
+    (by path, size and modification time), so each is hashed once per process.
+    """
+    path = Path(path)
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, tuple(sorted(expected.items())))
+    if key in _VERIFIED:
+        return
+    if st.st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes), e.g. left by an interrupted copy: {fix}.")
+    if "size" in expected and st.st_size != expected["size"]:
+        raise DataError(f"{path} has {st.st_size:,} bytes, expected {expected['size']:,}: it is truncated "
+                        f"or not the published file: {fix}.")
+    why = verify(path, expected)
+    if why:
+        raise DataError(f"{path}: {why}; this is not the published file (a damaged or different "
+                        f"file): {fix}.")
+    _VERIFIED.add(key)
+
+
+def check_arrays(images, labels, where, fix) -> None:
+    """Raise :class:`DataError` unless ``images`` is uint8 ``(N, 28, 28)`` and ``labels``
+    uint8 ``(N,)`` with values 0-9.  ``where`` names the file(s), ``fix`` is the advice."""
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{where}: expected uint8 images of shape (N, 28, 28), got {images.dtype} "
+                        f"{images.shape}: {fix}.")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(f"{where}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}: "
+                        f"{fix}.")
+    if len(images) != len(labels):
+        raise DataError(f"{where}: the images file has {len(images):,} images but the labels file has "
+                        f"{len(labels):,} labels; they must come from the same release: {fix}.")
+    bad = np.flatnonzero(labels > 9)
+    if bad.size:
+        raise DataError(f"{where}: {bad.size:,} label(s) outside 0-9 (indices {bad[:5].tolist()}"
+                        f"{', ...' if bad.size > 5 else ''} hold {labels[bad[:5]].tolist()}); MNIST "
+                        f"labels are the digits 0-9: {fix}.")
+
+
+def load_npz(path, fix) -> tuple:
+    """``(images, labels)`` from an ``.npz`` with those two arrays, checked by :func:`check_arrays`.
+
+    A truncated or damaged archive, a missing key or wrong shapes raise
+    :class:`DataError` naming ``path``, with ``fix`` appended.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("images", "labels") if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: the archive has no {' or '.join(map(repr, missing))} array "
+                                f"(it holds {sorted(z.files)}): {fix}.")
+            images, labels = z["images"], z["labels"]
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, zlib.error, ValueError, KeyError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DataError(f"{path}: cannot be read as an .npz archive ({type(e).__name__}: {e}); the file "
+                        f"is truncated or damaged: {fix}.") from None
+    check_arrays(images, labels, path, fix)
+    return images, labels
+
+
 # ----------------------------------------------------------------------------- IDX files
 # IDX: bytes 0x00 0x00, a type code, the number of dimensions, then one
 # big-endian uint32 per dimension, then the data in C order.
@@ -150,30 +333,26 @@ def load_idx(path, *, fix=None) -> np.ndarray:
 
 
 def _load_pair(images_path, labels_path, fix):
-    """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` uint8 from two IDX files, checked."""
+    """Images ``(N, 28, 28)`` uint8 and labels ``(N,)`` uint8 0-9 from two IDX files, checked."""
     x, y = load_idx(images_path, fix=fix), load_idx(labels_path, fix=fix)
-    if x.dtype != np.uint8 or x.shape[1:] != (28, 28):
-        raise DataError(f"{images_path}: expected uint8 images of 28x28, got {x.dtype} {x.shape}: {fix}.")
-    if y.dtype != np.uint8 or y.ndim != 1 or (y.size and y.max() > 9):
-        raise DataError(f"{labels_path}: expected uint8 labels 0-9 of shape (N,): {fix}.")
-    if len(x) != len(y):
-        raise DataError(f"{images_path} has {len(x):,} images but {labels_path} has "
-                        f"{len(y):,} labels; they must come from the same release: {fix}.")
+    check_arrays(x, y, f"{images_path} and {labels_path}", fix)
     return x, y
 
 
 # ----------------------------------------------------------------------------- cache + fetch
 def cache_dir(data_dir=None) -> Path:
     """The data cache: ``data_dir``, else ``$COURSE_LIB_DATA_DIR``, else ``<repo>/data/cache``
-    if the repository is writable, else ``~/.cache/course_lib``."""
+    in a writable checkout of the course, else ``~/.cache/course_lib`` (a wheel install,
+    or a read-only checkout such as a shared JupyterHub)."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    repo_cache = SHIPPED_DIR / "cache"
-    writable = repo_cache if repo_cache.is_dir() else SHIPPED_DIR
-    if writable.is_dir() and os.access(writable, os.W_OK):
-        return repo_cache
+    if REPO_DATA_DIR is not None:
+        repo_cache = REPO_DATA_DIR / "cache"
+        writable = repo_cache if repo_cache.is_dir() else REPO_DATA_DIR
+        if writable.is_dir() and os.access(writable, os.W_OK):
+            return repo_cache
     return Path.home() / ".cache" / "course_lib"
 
 
@@ -290,6 +469,68 @@ def _unwritable(path, err):
                            "to a directory you can write to.")
 
 
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+_PART = re.compile(r"^\.(?P<fname>.+)\.part-(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9._]+)-)?[^/]*$")
+
+
+def _part_prefix(fname):
+    """Temp-file prefix of a download in progress: ``.NAME.part-<pid>@<host>-`` (mkstemp adds the rest)."""
+    return f".{fname}.part-{os.getpid()}@{_HOST}-"
+
+
+def _pid_alive(pid) -> bool:
+    """Whether process ``pid`` exists on this machine (True when that cannot be told)."""
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: rely on the age rule
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def stale_parts(directory, now=None) -> list:
+    """The ``.NAME.part-*`` files in ``directory`` left behind by fetches that died.
+
+    A fetch killed by SIGKILL (or a power cut) cannot remove its temporary
+    file; :func:`fetch` calls this first and removes what it returns.  The rule,
+    for files named after one of :data:`FILES`:
+
+    * written by a process of this machine (``.NAME.part-<pid>@<host>-*``) that
+      no longer exists: stale at once;
+    * any other (a process on another machine sharing the cache, a name without
+      a pid from an older course_lib, or a pid reused by a new process): stale
+      when not written to for :data:`STALE_PART_SECONDS` (an hour).  A live
+      download writes every few seconds, and one stalled that long has timed
+      out (``timeout`` is per read).
+
+    Files of this process are never returned, and a fetch in progress in
+    another process writes to its file at least every ``timeout`` seconds, so
+    it is never taken for stale.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    now = time.time() if now is None else now
+    found = []
+    for path in directory.iterdir():
+        m = _PART.match(path.name)
+        if not m or m["fname"] not in FILES or not path.is_file():
+            continue
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:  # its fetch just finished
+            continue
+        here = m["pid"] is not None and m["host"] == _HOST
+        if here and int(m["pid"]) == os.getpid():  # this process: maybe a fetch in another thread
+            continue
+        if (here and not _pid_alive(int(m["pid"]))) or age > STALE_PART_SECONDS:
+            found.append(path)
+    return sorted(found)
+
+
 def fetch(name, data_dir=None, mirrors=None, timeout=30, retries_per_mirror=1,
           progress=True) -> Path:
     """Download the four IDX files of ``name`` into ``<cache>/<name>/``; return that directory.
@@ -299,7 +540,9 @@ def fetch(name, data_dir=None, mirrors=None, timeout=30, retries_per_mirror=1,
     is downloaded to a temporary ``.NAME.part-*`` file and checked (checksum,
     IDX header); only when all four are good are they renamed into place, so
     the cache never holds a partial or unverified file and is left exactly as
-    it was when the fetch fails or is interrupted.  ``mirrors`` (base URLs)
+    it was when the fetch fails or is interrupted.  A fetch killed outright
+    (SIGKILL) cannot clean up: the next fetch removes such stale temporary
+    files first (the rule is in :func:`stale_parts`).  ``mirrors`` (base URLs)
     overrides :data:`MIRRORS`; after a transient failure (connection, timeout,
     truncated transfer) a mirror is retried ``retries_per_mirror`` times before
     the next one is tried.  Raises :class:`FetchError` when every mirror fails.
@@ -315,6 +558,10 @@ def fetch(name, data_dir=None, mirrors=None, timeout=30, retries_per_mirror=1,
     except OSError as e:
         raise _unwritable(target, e) from None
     say = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    for part in stale_parts(target):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+            say(f"{part}: removed (left by an interrupted fetch)")
     temps = {}  # final path -> verified temp file, renamed only when every file is good
     try:
         for fname, expected in CHECKSUMS[name].items():
@@ -322,7 +569,7 @@ def fetch(name, data_dir=None, mirrors=None, timeout=30, retries_per_mirror=1,
             if dest.is_file() and verify(dest, expected) is None:
                 say(f"{dest}: present and verified")
                 continue
-            fd, tmp = tempfile.mkstemp(prefix=f".{fname}.part-", dir=target)
+            fd, tmp = tempfile.mkstemp(prefix=_part_prefix(fname), dir=target)
             os.close(fd)
             temps[dest] = tmp = Path(tmp)
             local = [d / fname for d in LOCAL_SOURCES.get(name, ()) if (d / fname).is_file()]
@@ -384,28 +631,54 @@ class Splits:
                 f"x {np.dtype(self.x_train.dtype).name}, y {np.dtype(self.y_train.dtype).name})")
 
 
+def _fix_for(path, dataset, data_dir):
+    """Advice for a damaged ``path`` of ``dataset``, depending on where it lives."""
+    path = Path(path)
+    if path.parent == SHIPPED_DIR:
+        return restore_advice()
+    if path.parent == cache_dir(data_dir) / dataset:
+        return f"delete it and fetch it again: {fetch_command(dataset, data_dir)}"
+    if dataset == "fashion-mnist":
+        return ("reinstall the Debian package (`sudo apt install --reinstall dataset-fashion-mnist`), "
+                f"or put a good copy in the cache, which is read first: {fetch_command(dataset, data_dir)}")
+    return f"replace it, or put a good copy in the cache, which is read first: {fetch_command(dataset, data_dir)}"
+
+
+def _load_checked(images_path, labels_path, dataset, data_dir):
+    """:func:`_load_pair` with advice that depends on where each file lives."""
+    fix = _fix_for(images_path, dataset, data_dir)
+    fix_labels = _fix_for(labels_path, dataset, data_dir)
+    x = load_idx(images_path, fix=fix)
+    y = load_idx(labels_path, fix=fix_labels)
+    check_arrays(x, y, f"{images_path} and {labels_path}", fix if fix == fix_labels else f"{fix}; {fix_labels}")
+    return x, y
+
+
 def _raw(dataset, data_dir):
-    """Host uint8 ``(x_pool, y_pool, x_test, y_test)``: the pool is split into train/val."""
+    """Host uint8 ``(x_pool, y_pool, x_test, y_test)``, every file checked (see :func:`check_file`):
+    the pool is split into train/val."""
     if dataset == "mnist-5k":
-        npz = SHIPPED_DIR / "mnist_5k.npz"
-        fix = f"restore the shipped files with `git checkout -- {SHIPPED_DIR.name}/`"
-        if not npz.is_file():
-            raise FileNotFoundError(f"The shipped MNIST subset {npz} is missing: {fix}.")
-        with np.load(npz) as z:
-            x_pool, y_pool = z["images"], z["labels"]
-        x_test, y_test = _load_pair(SHIPPED_DIR / FILES[2], SHIPPED_DIR / FILES[3], fix)
+        fix = restore_advice()
+        npz = shipped_path("mnist_5k.npz")
+        x_pool, y_pool = load_npz(npz, fix)
+        x_test, y_test = _load_pair(shipped_path(FILES[2]), shipped_path(FILES[3]), fix)
+        for f in SHIPPED_FILES:
+            check_file(shipped_path(f), SHIPPED_FILES[f], fix)
         return x_pool, y_pool, x_test, y_test
     found = locate(dataset, data_dir)
     missing = [f for f, p in found.items() if p is None]
     if missing:
         where = ", ".join(str(p) for p in [cache_dir(data_dir) / dataset, *LOCAL_SOURCES[dataset]])
-        extra = (" or install the Debian package `dataset-fashion-mnist` (apt install "
-                 "dataset-fashion-mnist)" if dataset == "fashion-mnist" else "")
-        raise FileNotFoundError(f"{dataset}: {', '.join(missing)} not found in {where}. Run "
-                                f"`python -m course_lib.data fetch {dataset}`{extra}.")
-    fix = f"delete it and run `python -m course_lib.data fetch {dataset}`"
-    return (*_load_pair(found[FILES[0]], found[FILES[1]], fix),
-            *_load_pair(found[FILES[2]], found[FILES[3]], fix))
+        extra = (" Or install the Debian package: `sudo apt install dataset-fashion-mnist`."
+                 if dataset == "fashion-mnist" else "")
+        raise FileNotFoundError(f"{dataset}: {', '.join(missing)} not found in {where}. Fetch it: "
+                                f"{fetch_command(dataset, data_dir)}.{extra}")
+    # Content first (the more specific diagnosis), then the published checksums.
+    arrays = (*_load_checked(found[FILES[0]], found[FILES[1]], dataset, data_dir),
+              *_load_checked(found[FILES[2]], found[FILES[3]], dataset, data_dir))
+    for f, path in found.items():
+        check_file(path, CHECKSUMS[dataset][f], _fix_for(path, dataset, data_dir))
+    return arrays
 
 
 def load_mnist(dataset="mnist-5k", *, val_size=1000, n_train=None, n_test=None, seed=0,
@@ -458,18 +731,74 @@ def load_mnist(dataset="mnist-5k", *, val_size=1000, n_train=None, n_test=None, 
 
 
 # ----------------------------------------------------------------------------- command line
-def _info(data_dir=None):
+def _file_problem(path, expected, fix, full):
+    """Why ``path`` is not usable (a str), or None.  Cheap checks (exists, non-empty,
+    size when known) unless ``full``, which adds the checksums."""
+    path = Path(path)
+    if not path.is_file():
+        return f"{path} is missing: {fix}."
+    if not full:
+        size = path.stat().st_size
+        if size == 0:
+            return f"{path} is empty (0 bytes): {fix}."
+        if "size" in expected and size != expected["size"]:
+            return f"{path} has {size:,} bytes, expected {expected['size']:,}: {fix}."
+        return None
+    try:
+        check_file(path, expected, fix)
+    except DataError as e:
+        return str(e)
+    return None
+
+
+def _info(data_dir=None, full=False) -> int:
+    """Print what is available here (``full``: checksums too); return the number of problems."""
     print(f"cache directory: {cache_dir(data_dir)}  (set {ENV_VAR} or --data-dir to change)")
-    npz = SHIPPED_DIR / "mnist_5k.npz"
-    print(f"  {'mnist-5k':14s} {'ready' if npz.is_file() else 'MISSING':8s} {SHIPPED_DIR} (shipped)")
+    done = "verified" if full else "ready"
+    problems = []
+    fix = restore_advice()
+    shipped = []
+    for f, sums in SHIPPED_FILES.items():
+        try:
+            why = _file_problem(shipped_path(f), sums, fix, full)
+        except FileNotFoundError as e:
+            why = str(e)
+        shipped += [why] if why else []
+    state = "damaged" if shipped else done
+    print(f"  {'mnist-5k':14s} {state:8s} {SHIPPED_DIR} (shipped with the package)")
+    problems += shipped
+    for why in shipped:
+        print(f"      {why}")
     for name in ("mnist", "fashion-mnist"):
         found = locate(name, data_dir)
         missing = [f for f, p in found.items() if p is None]
         where = sorted({str(p.parent) for p in found.values() if p is not None})
-        state = (f"missing {', '.join(missing)}: run `python -m course_lib.data fetch {name}`"
-                 if missing else " + ".join(where))
-        label = "ready" if not missing else "partial" if where else "missing"
+        bad = [why for f, p in found.items() if p is not None
+               for why in [_file_problem(p, CHECKSUMS[name][f], _fix_for(p, name, data_dir), full)] if why]
+        if bad:
+            label, state = "damaged", " + ".join(where)
+        elif missing:
+            label = "partial" if where else "missing"
+            state = f"missing {', '.join(missing)}: fetch it: {fetch_command(name, data_dir)}"
+        else:
+            label, state = done, " + ".join(where)
         print(f"  {name:14s} {label:8s} {state}")
+        for why in bad:
+            print(f"      {why}")
+        problems += bad
+    cache = cache_dir(data_dir)
+    try:
+        folders = sorted(f for f in cache.iterdir() if f.is_dir()) if cache.is_dir() else []
+    except OSError:  # an unreadable cache: the dataset lines above already say what is missing
+        folders = []
+    for folder in folders:
+        parts = stale_parts(folder)
+        if parts:
+            print(f"  {len(parts)} temporary file(s) left by an interrupted fetch in {folder}; the next "
+                  f"`python -m course_lib.data fetch {folder.name}` removes them")
+    if not full and not problems:
+        print("(files found, checksums not checked: `python -m course_lib.data list --verify` checks them)")
+    return len(problems)
 
 
 def main(argv=None):
@@ -482,16 +811,19 @@ def main(argv=None):
     get.add_argument("--timeout", type=float, default=30)
     get.add_argument("--quiet", action="store_true")
     for cmd in ("list", "info"):
-        sub.add_parser(cmd, help="show which datasets are available here")
+        show = sub.add_parser(cmd, help="show which datasets are available here")
+        show.add_argument("--verify", action="store_true",
+                          help="also check every file's size and checksum (exit status 1 if one fails)")
     for p in sub.choices.values():
-        p.add_argument("--data-dir", help=f"cache directory (default: ${ENV_VAR} or data/cache)")
+        p.add_argument("--data-dir", help=f"cache directory (default: ${ENV_VAR}, else data/cache in a "
+                       "checkout of the course, else ~/.cache/course_lib)")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             path = fetch(args.name, args.data_dir, args.mirror, args.timeout, progress=not args.quiet)
             print(f"{args.name} is ready in {path}")
-        else:
-            _info(args.data_dir)
+        elif _info(args.data_dir, full=args.verify):
+            return 1
     except (FetchError, PermissionError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

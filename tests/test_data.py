@@ -8,10 +8,14 @@ import gzip
 import hashlib
 import http.server
 import os
+import re
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -250,10 +254,15 @@ def test_cache_dir_choice(monkeypatch, tmp_path):
     monkeypatch.delenv(data.ENV_VAR)
     repo = tmp_path / "repo" / "data"
     repo.mkdir(parents=True)
-    monkeypatch.setattr(data, "SHIPPED_DIR", repo)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", repo)
     assert data.cache_dir() == repo / "cache"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setattr(data.os, "access", lambda *args: False)  # a read-only checkout
+    assert data.cache_dir() == tmp_path / "home" / ".cache" / "course_lib"
+    monkeypatch.undo()
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(data, "REPO_DATA_DIR", None)  # a wheel install: never site-packages/data
     assert data.cache_dir() == tmp_path / "home" / ".cache" / "course_lib"
 
 
@@ -345,8 +354,8 @@ def test_wrong_magic_in_cache_names_the_file(tmp_path):
     for f, b in tiny_files().items():
         (tmp_path / "mnist" / f).write_bytes(b)
     labels = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
-    labels.write_bytes(gzip.compress(b"\x00\x00\x09\x09" + bytes(100)))
-    with pytest.raises(DataError, match="magic") as err:
+    labels.write_bytes(gzip.compress(b"\x00\x00\x0f\x01" + bytes(100)))  # 0x0f: no such IDX type
+    with pytest.raises(DataError, match="bad magic number 00000f01") as err:
         load_mnist("mnist", data_dir=tmp_path, val_size=5)
     assert str(labels) in str(err.value)
 
@@ -444,3 +453,215 @@ def test_shipped_files_match_published_checksums():
         assert hashlib.sha256(body).hexdigest() == data.CHECKSUMS["mnist"][f]["sha256"]
     npz = (data.SHIPPED_DIR / "mnist_5k.npz").read_bytes()
     assert hashlib.md5(npz).hexdigest() == "11def57eb666ead6d8efa9a9ff9c2218"
+
+
+# ----------------------------------------------------------------------------- cache hygiene
+def part_file(directory, fname="train-images-idx3-ubyte.gz", pid=None, host=None, age=0.0, legacy=False):
+    """A temporary download file as fetch names it, ``age`` seconds old."""
+    tag = "abc123" if legacy else f"{pid}@{host or data._HOST}-abc123"
+    path = Path(directory) / f".{fname}.part-{tag}"
+    path.write_bytes(b"partial")
+    os.utime(path, (path.stat().st_atime - age, path.stat().st_mtime - age))
+    return path
+
+
+def test_stale_parts_rule(tmp_path):
+    dead_pid = 2 ** 22 + 12345  # above Linux's pid_max: no such process
+    dead = part_file(tmp_path, pid=dead_pid)
+    mine = part_file(tmp_path, "train-labels-idx1-ubyte.gz", pid=os.getpid(), age=10 * 3600)
+    live = part_file(tmp_path, "t10k-images-idx3-ubyte.gz", pid=os.getppid())
+    other_host_fresh = part_file(tmp_path, "t10k-labels-idx1-ubyte.gz", pid=dead_pid, host="elsewhere")
+    assert data.stale_parts(tmp_path) == ([] if os.name == "nt" else [dead])
+    later = time.time() + data.STALE_PART_SECONDS + 60
+    # An hour without a write: stale whoever wrote it -- except this very process (a live fetch in a thread).
+    assert data.stale_parts(tmp_path, now=later) == sorted([dead, live, other_host_fresh])
+    assert mine.exists()
+    legacy_old = part_file(tmp_path, "t10k-images-idx3-ubyte.gz", legacy=True, age=2 * 3600)
+    part_file(tmp_path, "train-labels-idx1-ubyte.gz", legacy=True)  # fresh: may belong to a live fetch
+    (tmp_path / ".notes.txt.part-1@x-y").write_text("not ours")    # not one of the four file names
+    assert legacy_old in data.stale_parts(tmp_path)
+    assert not any("notes" in p.name for p in data.stale_parts(tmp_path, now=later))
+
+
+def test_fetch_removes_only_stale_parts(server, tiny, tmp_path):
+    server.serve("good", tiny)
+    (tmp_path / "tiny").mkdir()
+    dead = part_file(tmp_path / "tiny", pid=2 ** 22 + 12345)
+    old = part_file(tmp_path / "tiny", "t10k-labels-idx1-ubyte.gz", legacy=True, age=2 * 3600)
+    live = part_file(tmp_path / "tiny", "t10k-images-idx3-ubyte.gz", pid=os.getppid())
+    fetch_tiny(tmp_path, [server.url("good")])
+    assert not dead.exists() and not old.exists()
+    assert live.exists()  # another process's download in progress is left alone
+    assert snapshot(tmp_path / "tiny") == sorted([*data.FILES, live.name])
+
+
+def test_fetch_killed_by_sigkill_is_cleaned_up_by_the_next_fetch(server, tiny, tmp_path, capsys):
+    """The real case: a fetch killed mid-download (no finally runs) leaves .NAME.part-<pid>@<host>-*."""
+    if os.name == "nt":
+        pytest.skip("SIGKILL is POSIX")
+    release, started = threading.Event(), threading.Event()
+
+    def stalls(handler):  # sends half the file, then hangs until the test ends
+        body = tiny["train-images-idx3-ubyte.gz"]
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body[: len(body) // 2])
+        handler.wfile.flush()
+        started.set()
+        release.wait(60)
+
+    server.routes["/slow/train-images-idx3-ubyte.gz"] = stalls
+    sums = dict(data.CHECKSUMS["tiny"])
+    script = ("import sys; from course_lib import data; data.CHECKSUMS['tiny'] = eval(sys.argv[1]); "
+              "data.fetch('tiny', data_dir=sys.argv[2], mirrors=[sys.argv[3]], timeout=60, progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", script, repr(sums), str(tmp_path), server.url("slow")],
+                            cwd=Path(data.__file__).parents[1])
+    try:
+        assert started.wait(60), "the child never reached the download"
+        parts = list((tmp_path / "tiny").glob(".*.part-*"))
+        assert parts and proc.poll() is None, "the fetch should be stalled mid-download"
+        proc.kill()
+        proc.wait(30)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert [p.exists() for p in parts] == [True]  # SIGKILL: nothing could clean up
+    assert f".part-{proc.pid}@" in parts[0].name
+    data.main(["list", "--data-dir", str(tmp_path)])
+    assert "1 temporary file(s) left by an interrupted fetch" in capsys.readouterr().out
+    server.serve("good", tiny)
+    fetch_tiny(tmp_path, [server.url("good")])
+    assert snapshot(tmp_path / "tiny") == sorted(data.FILES)  # the leftover is gone
+
+
+def test_cached_file_with_wrong_checksum_is_refused_then_fixed_by_the_advice(server, tiny, tmp_path, monkeypatch,
+                                                                            capsys):
+    monkeypatch.setitem(data.CHECKSUMS, "mnist", data.CHECKSUMS["tiny"])
+    monkeypatch.setattr(data, "LOCAL_SOURCES", {"mnist": []})
+    server.serve("good", tiny)
+    out = data.fetch("mnist", data_dir=tmp_path, mirrors=[server.url("good")], progress=False)
+    assert load_mnist("mnist", data_dir=tmp_path, val_size=5).x_train.shape == (25, 784)
+    swapped = out / "t10k-labels-idx1-ubyte.gz"  # a valid IDX file, but not the published one
+    swapped.write_bytes(gzip.compress(idx_bytes(np.arange(12) % 10), mtime=7))
+    with pytest.raises(DataError, match="checksum mismatch") as err:
+        load_mnist("mnist", data_dir=tmp_path, val_size=5)
+    command = re.search(r"`(python -m course_lib\.data fetch [^`]*)`", str(err.value)).group(1)
+    argv = shlex.split(command)[3:] + ["--quiet", "--mirror", server.url("good")]
+    assert argv[:4] == ["fetch", "mnist", "--data-dir", str(tmp_path)]
+    assert data.main(argv) == 0  # the advised command repairs the cache
+    assert swapped.read_bytes() == tiny["t10k-labels-idx1-ubyte.gz"]
+    assert load_mnist("mnist", data_dir=tmp_path, val_size=5).x_test.shape == (12, 784)
+
+
+def test_verification_is_done_once_per_file_per_process(monkeypatch):
+    calls = Counter()
+    real_hashes = data._hashes
+
+    def counting(path, raw=False):
+        calls[Path(path).name] += 1
+        return real_hashes(path, raw)
+
+    monkeypatch.setattr(data, "_hashes", counting)
+    monkeypatch.setattr(data, "_VERIFIED", set())
+    load_mnist()
+    assert calls == Counter({f: 1 for f in data.SHIPPED_FILES})
+    load_mnist(seed=1)
+    assert calls == Counter({f: 1 for f in data.SHIPPED_FILES})  # cached: not hashed again
+
+
+# ----------------------------------------------------------------------------- list / list --verify
+def test_list_never_calls_an_empty_file_ready(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(data.LOCAL_SOURCES, "fashion-mnist", [])
+    cache = tmp_path / "mnist"
+    cache.mkdir()
+    for f, body in tiny_files().items():
+        (cache / f).write_bytes(body)
+    (cache / "train-labels-idx1-ubyte.gz").write_bytes(b"")
+    assert data.main(["list", "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.strip().startswith("mnist "))
+    assert "damaged" in line and "ready" not in line
+    assert "is empty (0 bytes)" in out and "fetch mnist --data-dir" in out
+
+
+def test_list_verify_checks_checksums(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(data.LOCAL_SOURCES, "fashion-mnist", [])
+    monkeypatch.setattr(data, "_VERIFIED", set())
+    assert data.main(["list", "--verify", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"mnist-5k\s+verified", out)
+    cache = tmp_path / "mnist"  # well-formed files that are not the published ones
+    cache.mkdir()
+    for f, body in tiny_files().items():
+        (cache / f).write_bytes(body)
+    assert data.main(["list", "--data-dir", str(tmp_path)]) == 0  # cheap: sizes only, says so
+    out = capsys.readouterr().out
+    assert re.search(r"mnist\s+ready", out) and "list --verify" in out
+    assert data.main(["list", "--verify", "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"mnist\s+damaged", out) and out.count("checksum mismatch") == 4
+    assert "fetch mnist --data-dir" in out
+
+
+def test_list_verify_catches_a_damaged_shipped_file(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "datasets"
+    shutil.copytree(data.SHIPPED_DIR, folder)
+    monkeypatch.setattr(data, "SHIPPED", folder)
+    monkeypatch.setattr(data, "SHIPPED_DIR", folder)
+    monkeypatch.setattr(data, "_VERIFIED", set())
+    blob = bytearray((folder / "t10k-images-idx3-ubyte.gz").read_bytes())
+    blob[5000] ^= 0xFF  # same size: only the checksum can tell
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(bytes(blob))
+    assert data.main(["list", "--data-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert data.main(["list", "--verify", "--data-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"mnist-5k\s+damaged", out) and "checkout -- course_lib/datasets/" in out
+
+
+# ----------------------------------------------------------------------------- package data + advice
+def test_shipped_files_are_package_data():
+    import importlib.resources
+    folder = importlib.resources.files("course_lib") / "datasets"
+    for f, expected in data.SHIPPED_FILES.items():
+        assert (folder / f).is_file(), f
+        assert len((folder / f).read_bytes()) == expected["size"]
+    assert data.SHIPPED_DIR == Path(data.__file__).parent / "datasets"
+    # The shipped files are not in data/ any more (it holds the docs and the download cache).
+    if data.REPO_DATA_DIR is not None:
+        assert not (data.REPO_DATA_DIR / "mnist_5k.npz").exists()
+
+
+def test_restore_advice_fits_the_installation(monkeypatch):
+    monkeypatch.setattr(data, "_checkout_root", lambda: Path("/src/course"))
+    assert "git -C /src/course checkout -- course_lib/datasets/" in data.restore_advice()
+    monkeypatch.setattr(data, "_checkout_root", lambda: None)
+    monkeypatch.setattr(data, "_install_source", lambda: "git+https://github.com/x/course@abc123")
+    advice = data.restore_advice()
+    assert "pip install --force-reinstall --no-deps git+https://github.com/x/course@abc123" in advice
+    assert "%pip install" in advice and "git checkout" not in advice
+    monkeypatch.setattr(data, "_install_source", lambda: None)
+    assert "pip install --force-reinstall --no-deps <" in data.restore_advice()
+
+
+@pytest.mark.parametrize("direct_url, expected", [
+    ({"url": "file:///tmp/w/course_lib-0.1.0-py3-none-any.whl", "archive_info": {}},
+     "/tmp/w/course_lib-0.1.0-py3-none-any.whl"),
+    ({"url": "https://github.com/x/course", "vcs_info": {"vcs": "git", "commit_id": "abc"}},
+     "git+https://github.com/x/course@abc"),
+    ({"url": "file:///src/course", "dir_info": {}}, "file:///src/course"),
+    (None, None),
+])
+def test_install_source_reads_pip_direct_url(monkeypatch, direct_url, expected):
+    import importlib.metadata
+    import json
+
+    class Dist:
+        def read_text(self, name):
+            assert name == "direct_url.json"
+            return None if direct_url is None else json.dumps(direct_url)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Dist())
+    assert data._install_source() == expected
