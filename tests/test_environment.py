@@ -14,10 +14,10 @@ the bounds must be the same version.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCLUDED_EXTRAS = {"gpu"}

@@ -287,3 +287,128 @@ def test_widget_view_with_saved_state_and_no_png_is_kept():
 def test_export_html_errors_on_an_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     assert export_html.main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+
+
+# --------------------------------------------------------------------------- full_scale progress
+def _tiny_splits():
+    import types
+
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 20)).astype(np.float32)
+    y = rng.integers(0, 10, 120)
+    return types.SimpleNamespace(x_train=x[:80], y_train=y[:80], x_val=x[80:100], y_val=y[80:100],
+                                 x_test=x[100:], y_test=y[100:])
+
+
+def test_full_scale_shows_a_progress_bar_over_all_epochs(monkeypatch, capsys):
+    from tools import full_scale
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(full_scale, "load_mnist", lambda *a, **k: _tiny_splits())
+    assert full_scale.main(["--dataset", "fashion-mnist", "--epochs", "2", "--width", "8", "--depths", "2", "3",
+                            "--batch-size", "40"]) == 0
+    captured = capsys.readouterr()
+    assert "full scale" in captured.err and "8/8" in captured.err  # 2 depths x (plain, BN) x 2 epochs
+    assert captured.out.count("epoch 2:") == 4  # the per-epoch lines stay on stdout, for log files
+    assert "| 3 layers, BN |" in captured.out
+
+    assert full_scale.main(["--dataset", "fashion-mnist", "--epochs", "1", "--width", "8", "--depths", "2",
+                            "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "full scale" not in captured.err and "epoch 1:" not in captured.out
+
+
+# --------------------------------------------------------------------------- install_cell
+def _chapter():
+    return new_notebook(cells=[new_markdown_cell("# 01 — Title\n\nText $x^2$."),
+                               code("%matplotlib inline\nimport numpy as np"),
+                               code("# Exercise 1.1: add\ndef add(a, b):\n    # BEGIN SOLUTION\n"
+                                    "    return a + b\n    # END SOLUTION", tags=["solution"]),
+                               code("print(add(1, 2))")])
+
+
+def test_install_cell_inserts_badges_and_guard_idempotently(tmp_path):
+    from tools import install_cell
+    path = write(tmp_path / "nbs" / "01_x.ipynb", _chapter())
+    url = "https://github.com/someone/course"
+    assert install_cell.main([str(path.parent), "--repository", url, "--check"]) == 1  # not current yet
+    assert install_cell.main([str(path.parent), "--repository", url]) == 0
+    text = path.read_text()
+    assert install_cell.main([str(path.parent), "--repository", url]) == 0
+    assert path.read_text() == text  # idempotent
+    assert install_cell.main([str(path.parent), "--repository", url, "--check"]) == 0
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[0].metadata.tags == [install_cell.BADGE_TAG]
+    assert "colab.research.google.com/github/someone/course/blob/main/notebooks/01_x.ipynb" in nb.cells[0].source
+    assert "mybinder.org/v2/gh/someone/course/main?labpath=notebooks%2F01_x.ipynb" in nb.cells[0].source
+    assert nb.cells[1].source.startswith("# 01")  # the title stays the first heading
+    assert nb.cells[2].metadata.tags == [install_cell.INSTALL_TAG]  # the first code cell
+    assert "git+https://github.com/someone/course" in nb.cells[2].source
+    assert [c.source for c in nb.cells[3:]] == [c.source for c in _chapter().cells[1:]]
+
+    # a new URL updates the cells in place; a stale output of the guard is dropped; no duplicates
+    nb.cells[2].outputs = [new_output("stream", name="stdout", text="Successfully installed\n")]
+    nb.cells.append(copy_of(nb.cells[2]))
+    write(path, nb)
+    assert install_cell.main([str(path.parent), "--repository", url + "2"]) == 0
+    nb = nbformat.read(str(path), as_version=4)
+    assert sum(install_cell.INSTALL_TAG in c.metadata.get("tags", []) for c in nb.cells) == 1
+    assert nb.cells[2].outputs == [] and "course2" in nb.cells[2].source and "course2" in nb.cells[0].source
+
+    # the student copy keeps both cells and still stubs the exercise
+    assert make_student.main([str(path.parent), str(tmp_path / "student")]) == 0
+    student = nbformat.read(str(tmp_path / "student" / "01_x.ipynb"), as_version=4)
+    assert student.cells[2].source == nb.cells[2].source
+    assert 'raise NotImplementedError("Exercise 1.1")' in student.cells[4].source
+
+
+def copy_of(cell):
+    import copy
+    cell = copy.deepcopy(cell)
+    cell["id"] = "duplicate-install-cell"
+    return nbformat.from_dict(cell)
+
+
+def test_install_cell_reads_the_repository_from_pyproject(tmp_path):
+    from tools import install_cell
+    assert install_cell.repository_url().startswith("https://github.com/")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(ToolError, match="Repository"):
+        install_cell.repository_url(tmp_path / "pyproject.toml")
+    with pytest.raises(ToolError, match="github.com/OWNER/NAME"):
+        install_cell.badge_source("https://example.org/x", "notebooks/a.ipynb")
+
+
+def test_install_guard_is_a_silent_no_op_when_course_lib_imports(tmp_path):
+    """nbval runs the guard in every chapter: with course_lib installed it prints nothing and installs nothing."""
+    from tools import install_cell
+    nb = new_notebook(cells=[code(install_cell.install_source("https://github.com/someone/course")),
+                             code("import course_lib\nprint('ok')")])
+    path = write(tmp_path / "guard.ipynb", nb)
+    assert execute_notebooks.main([str(path)]) == 0
+    done = nbformat.read(str(path), as_version=4)
+    assert done.cells[0].outputs == []
+    assert done.cells[1].outputs[0].text == "ok\n"
+
+
+# --------------------------------------------------------------------------- export_html: student view, offline
+def test_export_html_publishes_the_student_view_and_loads_nothing_from_the_network(tmp_path):
+    from tools import install_cell
+    src = tmp_path / "nbs"
+    nb = _chapter()
+    nb.cells[2].outputs = [new_output("stream", name="stdout", text="the answer is 42\n")]
+    nb.cells[3].outputs = [new_output("stream", name="stdout", text="3\n")]
+    write(src / "01_x.ipynb", nb)
+    install_cell.main([str(src), "--repository", "https://github.com/someone/course"])
+
+    assert export_html.main([str(src), str(tmp_path / "html")]) == 0
+    page = (tmp_path / "html" / "01_x.html").read_text()
+    assert "BEGIN SOLUTION" not in page and "return a + b" not in page and "the answer is 42" not in page
+    assert "NotImplementedError" in page and "3\n" in page  # other outputs kept
+    assert "colab-badge.svg" not in page  # badge images would be fetched from the network
+    assert export_html.MATHJAX_URL in page and (tmp_path / "html" / "_static" / "mathjax" / "MathJax.js").is_file()
+    assert "require.min.js" not in page and "cdnjs" not in page.split("mermaid")[0]
+
+    assert export_html.main(["--solutions", str(src), str(tmp_path / "sol")]) == 0
+    page = (tmp_path / "sol" / "01_x.html").read_text()
+    assert "BEGIN SOLUTION" in page and "the answer is 42" in page

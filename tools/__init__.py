@@ -7,7 +7,10 @@ Run them as modules from the repository root (the Makefile does):
 ``python -m tools.make_student notebooks student``
     Student copies: solutions replaced by ``raise NotImplementedError`` stubs.
 ``python -m tools.export_html notebooks build/html``
-    The executed course as static HTML with a table of contents.
+    The executed course as static HTML with a table of contents, offline; the
+    student view by default, ``--solutions`` for instructors.
+``python -m tools.install_cell notebooks``
+    Colab/Binder badges and the install-when-missing cell at the top of each chapter.
 
 Authoring conventions the tools rely on (cell tags live in
 ``cell.metadata.tags``; JupyterLab: right sidebar -> Property Inspector):
@@ -21,4 +24,7 @@ Authoring conventions the tools rely on (cell tags live in
 ``remove-student``
     Any cell left out of student copies (worked answers in prose, instructor
     notes).
+``course-badges``, ``course-install``
+    The cells ``tools.install_cell`` owns (it rewrites them; do not edit by hand).
+    The static site leaves the badge cell out (its images are on the network).
 """

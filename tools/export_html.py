@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m tools.export_html SRC_DIR OUT_DIR
+    python -m tools.export_html SRC_DIR OUT_DIR               # what a learner reads (solutions stubbed)
+    python -m tools.export_html --solutions SRC_DIR OUT_DIR   # the instructors' site
 
 Every ``SRC_DIR/*.ipynb``, in filename order, becomes ``OUT_DIR/<name>.html``
 as it was last executed (nothing is re-run; run ``make notebooks`` first).
@@ -11,10 +12,19 @@ notebook's first markdown heading) and its ``##`` sections, linked to their
 anchors.  Every chapter page gets previous / contents / next links at the top
 and bottom.
 
-The pages read offline: styles and figures are inlined, and interactive widget
-outputs are replaced by the static PNG that the explorers store in the same
-output (a widget view cannot render without its saved state and a kernel).
-Only MathJax is fetched from a CDN, so formulas need a connection to typeset.
+By default the pages are the *student* versions: every exercise cell shows the
+stub that ``tools.make_student`` writes (``raise NotImplementedError(...)``) and
+no output, cells tagged ``remove-student`` are left out, and every other cell
+keeps its executed output.  ``--solutions`` publishes the notebooks as they are.
+
+The pages read offline, with no request leaving the folder: styles and figures
+are inlined; interactive widget outputs are replaced by the static PNG that the
+explorers store in the same output (a widget view cannot render without its
+saved state and a kernel); MathJax is copied next to the pages
+(``OUT_DIR/_static/mathjax/``) from the ``jupyter-server-mathjax`` package
+(``pip install jupyter-server-mathjax``, part of the ``html`` and ``dev``
+extras); and the require.js that nbconvert loads from a CDN is left out (no
+output of the course needs it).
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ import argparse
 import copy
 import html
 import re
+import shutil
 import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -33,11 +44,18 @@ from tools._common import (
     WIDGET_STATE_MIME,
     WIDGET_VIEW_MIME,
     ToolError,
+    cell_tags,
     read_notebook,
     write_atomic,
 )
 
 GENERATOR_MARKER = '<meta name="generator" content="tools.export_html">'
+#: Where the MathJax copy goes, relative to OUT_DIR, and how the pages load it.  The
+#: jupyter-server-mathjax wheel ships MathJax 2.7 with this combined configuration and the
+#: STIX web fonts (HTML-CSS output), the set the classic Jupyter Notebook used.
+MATHJAX_DIR = "_static/mathjax"
+MATHJAX_URL = f"{MATHJAX_DIR}/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+_REQUIRE_JS_RE = re.compile(r'<script src="https?://[^"]*require(?:\.min)?\.js"></script>\s*')
 STATIC_WIDGET_NOTE = ("[interactive widget: open the notebook in JupyterLab and run it "
                       "to use the controls]")
 
@@ -223,13 +241,82 @@ a {{ text-decoration: none; }}
 """
 
 
+def student_view(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
+    """``nb`` as a student sees it, but with the executed outputs of every non-exercise cell.
+
+    The student copy comes from :func:`tools.make_student.student_notebook` (so every
+    check it makes holds here too: a stray solution marker is an error, not a leak);
+    it clears all outputs, and the outputs of the cells that are not exercises are put
+    back.  Exercise cells show their stub and no output.
+    """
+    from tools.make_student import EXERCISE_TAG, REMOVE_TAG, student_notebook
+
+    student, _ = student_notebook(nb, name)
+    kept = [c for c in nb.cells if REMOVE_TAG not in cell_tags(c)]
+    if len(kept) != len(student.cells):  # make_student changed how it drops cells
+        raise ToolError(f"{name}: the student copy has {len(student.cells)} cells, expected {len(kept)}")
+    for source, cell in zip(kept, student.cells):
+        if cell.cell_type == "code" and EXERCISE_TAG not in cell_tags(cell):
+            cell.outputs = copy.deepcopy(source.get("outputs", []))
+            cell.execution_count = source.get("execution_count")
+    return student
+
+
+def without_badges(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` without the Colab/Binder badge cell (its images would be fetched from the network)."""
+    from tools.install_cell import BADGE_TAG
+
+    if not any(BADGE_TAG in cell_tags(c) for c in nb.cells):
+        return nb
+    nb = copy.copy(nb)
+    nb.cells = [c for c in nb.cells if BADGE_TAG not in cell_tags(c)]
+    return nb
+
+
+def mathjax_source() -> Path:
+    """The folder holding ``MathJax.js`` in the installed ``jupyter-server-mathjax`` package."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError as exc:
+        raise ToolError("the offline pages need a MathJax copy: pip install jupyter-server-mathjax "
+                        "(or: pip install -e '.[html]'), then run this again") from exc
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    if not (static / "MathJax.js").is_file():
+        raise ToolError(f"{static}: MathJax.js is missing; reinstall it: "
+                        "pip install --force-reinstall jupyter-server-mathjax")
+    return static
+
+
+def copy_mathjax(out_dir: Path) -> Path:
+    """Copy MathJax into ``out_dir/_static/mathjax`` (skipped when the same copy is there)."""
+    source = mathjax_source()
+    target = Path(out_dir) / MATHJAX_DIR
+    stamp = target / ".source"
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == str(source) and (target / "MathJax.js").is_file():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    stamp.write_text(str(source), encoding="utf-8")
+    return target
+
+
+def offline_page(page: str) -> str:
+    """``page`` without the CDN require.js tag (nothing in the course's outputs needs it)."""
+    return _REQUIRE_JS_RE.sub("", page)
+
+
 def _is_unexecuted(nb: nbformat.NotebookNode) -> bool:
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     return bool(code) and all(c.get("execution_count") is None for c in code)
 
 
-def export_html(src_dir: Path, out_dir: Path, course_title: str | None = None) -> list[Chapter]:
-    """Export ``src_dir/*.ipynb`` to ``out_dir`` (pages + ``index.html``); return the chapters."""
+def export_html(src_dir: Path, out_dir: Path, course_title: str | None = None,
+                solutions: bool = False) -> list[Chapter]:
+    """Export ``src_dir/*.ipynb`` to ``out_dir`` (pages + ``index.html``); return the chapters.
+
+    ``solutions=False`` (the default) publishes the student view (see :func:`student_view`).
+    """
     from nbconvert import HTMLExporter  # slow import; keep ``--help`` fast
 
     src_dir, out_dir = Path(src_dir), Path(out_dir)
@@ -239,16 +326,19 @@ def export_html(src_dir: Path, out_dir: Path, course_title: str | None = None) -
     if not sources:
         raise ToolError(f"{src_dir}: no .ipynb notebooks to export")
 
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(template_name="lab", mathjax_url=MATHJAX_URL)
     chapters: list[Chapter] = []
     pages: list[str] = []
     for source in sources:
         nb = read_notebook(source)
+        shown = nb if solutions else student_view(nb, source.name)
+        shown = without_badges(shown)
         try:
             page, _ = exporter.from_notebook_node(
-                static_widget_outputs(nb), resources={"metadata": {"name": source.stem}})
+                static_widget_outputs(shown), resources={"metadata": {"name": source.stem}})
         except Exception as exc:
             raise ToolError(f"{source}: nbconvert could not export it ({exc})") from exc
+        page = offline_page(page)
         headings = page_headings(page)
         title = headings[0].text if headings else source.stem
         chapters.append(Chapter(source, source.stem + ".html", title,
@@ -256,6 +346,7 @@ def export_html(src_dir: Path, out_dir: Path, course_title: str | None = None) -
         pages.append(page)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    copy_mathjax(out_dir)
     for i, (chapter, page) in enumerate(zip(chapters, pages)):
         write_atomic(out_dir / chapter.filename, inject_nav(page, _nav(chapters, i), chapter.title))
     if course_title is None:
@@ -278,9 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src_dir", type=Path, metavar="SRC_DIR")
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
     parser.add_argument("--title", default=None, help="course title on the contents page")
+    parser.add_argument("--solutions", action="store_true",
+                        help="publish the solutions (instructors); default: the student view, exercises stubbed")
     args = parser.parse_args(argv)
     try:
-        chapters = export_html(args.src_dir, args.out_dir, args.title)
+        chapters = export_html(args.src_dir, args.out_dir, args.title, solutions=args.solutions)
     except ToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

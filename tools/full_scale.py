@@ -17,6 +17,11 @@ Source A's: full MNIST (fetch it first: ``python -m course_lib.data fetch mnist`
 width 1000, 50,000 training images, 50 epochs, where Source A reports test
 errors of 1.56 % / 1.31 % (3 layers, plain / BN) and 88.65 % / 1.58 % (15 layers).
 
+A tqdm progress bar (``tqdm.auto``: a widget in Jupyter, a text bar in a terminal,
+on stderr) counts the epochs of all runs with the time left; one line per epoch
+goes to stdout (so a ``nohup`` log shows progress too).  ``--quiet`` turns both
+off; ``TQDM_DISABLE=1`` turns off the bar only.
+
 Prints a markdown table of the final test errors (beside Source A's numbers for
 MNIST) and, with ``--out FILE``, writes it to FILE: JSON when FILE ends in
 ``.json``, markdown otherwise.  Chapter 04 runs the same code at a small size;
@@ -40,17 +45,33 @@ from course_lib.trainer import Hook
 
 
 class _EpochLog(Hook):
-    """One flushed line per epoch, so that a log file (nohup) shows progress."""
+    """One flushed line per epoch, so that a log file (nohup) shows progress; advances ``bar``."""
 
     name = "epoch_log"
 
-    def __init__(self, label):
-        self.label, self.start = label, time.perf_counter()
+    def __init__(self, label, bar=None):
+        self.label, self.start, self.bar = label, time.perf_counter(), bar
 
     def on_epoch(self, epoch, model, history):
         val = f", val acc {history.val_acc[-1]:.4f}" if history.val_acc else ""
-        print(f"  [{self.label}] epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}{val} "
-              f"({time.perf_counter() - self.start:.0f} s)", flush=True)
+        line = (f"  [{self.label}] epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}{val} "
+                f"({time.perf_counter() - self.start:.0f} s)")
+        if self.bar is None:
+            print(line, flush=True)
+            return
+        self.bar.write(line, file=sys.stdout)  # above the bar, which stays at the bottom
+        sys.stdout.flush()
+        self.bar.set_postfix_str(self.label, refresh=False)
+        self.bar.update(1)
+
+
+def progress_bar(total, quiet=False):
+    """A ``tqdm.auto`` bar over ``total`` epochs (all runs together), or ``None`` when ``quiet``."""
+    if quiet:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="epoch", desc="full scale", dynamic_ncols=True)
 
 
 def build_parser():
@@ -58,9 +79,11 @@ def build_parser():
                                 description="3 vs 15 layers, with and without BN, at the scale of Source A "
                                             "(takataka 2015, 'Batch Normalization を実装する').")
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist",
-                   help="full 60k training set (default: mnist; fetch it with `python -m course_lib.data fetch mnist`)")
+                   help="full 60k training set "
+                        "(default: mnist; fetch it with `python -m course_lib.data fetch mnist`)")
     p.add_argument("--epochs", type=int, default=D.SOURCE_A_SETTING["num_epochs"], help="default: 50")
-    p.add_argument("--width", type=int, default=D.SOURCE_A_SETTING["width"], help="hidden units per layer (default: 1000)")
+    p.add_argument("--width", type=int, default=D.SOURCE_A_SETTING["width"],
+                   help="hidden units per layer (default: 1000)")
     p.add_argument("--train-size", type=int, default=D.SOURCE_A_SETTING["n_train"],
                    help="training images (default: 50000)")
     p.add_argument("--val-size", type=int, default=10_000,
@@ -76,7 +99,7 @@ def build_parser():
     p.add_argument("--device", choices=backend.DEVICES, default=None,
                    help="cpu (numpy) or gpu (cupy); default: $COURSE_LIB_DEVICE or cpu")
     p.add_argument("--out", type=Path, help="also write the results here (.json: JSON, else markdown)")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines and no progress bar")
     return p
 
 
@@ -108,10 +131,28 @@ def main(argv=None):
     command = "python -m tools.full_scale " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"{command}\n{splits}\nsetting: {setting}", flush=True)
     start = time.perf_counter()
-    hooks = None if args.quiet else (lambda depth, norm: [_EpochLog(f"{depth} layers, {'BN' if norm else 'no BN'}")])
-    runs = D.depth_experiment(splits, depths=args.depths, init=init, width=args.width, num_epochs=args.epochs,
-                              lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
-                              hooks=hooks, log=print)
+    bar = progress_bar(2 * len(args.depths) * args.epochs, args.quiet)  # plain and BN per depth
+
+    def hooks(depth, norm):
+        return [] if args.quiet else [_EpochLog(f"{depth} layers, {'BN' if norm else 'no BN'}", bar)]
+
+    finished = []
+
+    def log(line):  # one line per finished run; a run that diverged stopped early: skip its epochs
+        if bar is None:
+            print(line, flush=True)
+            return
+        finished.append(line)
+        bar.update(max(0, len(finished) * args.epochs - bar.n))
+        bar.write(line, file=sys.stdout)
+
+    try:
+        runs = D.depth_experiment(splits, depths=args.depths, init=init, width=args.width, num_epochs=args.epochs,
+                                  lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, seed=args.seed,
+                                  hooks=hooks, log=log)
+    finally:
+        if bar is not None:
+            bar.close()
     total = time.perf_counter() - start
     reference = D.SOURCE_A_TEST_ERRORS if args.dataset == "mnist" else None
     ours = (f"{args.dataset}: {len(splits.x_train):,} images, {args.epochs} epochs, width {args.width}")
