@@ -9,9 +9,18 @@ Three devices can be selected with :func:`use` or the environment variable
 
 ``"cpu"``      numpy (the default).
 ``"gpu"``      cupy; a clear error if cupy is missing or no GPU is visible.
+               Asked for by ``use("gpu")`` the error is raised there.  Asked for by
+               ``COURSE_LIB_DEVICE=gpu`` at import time, ``import course_lib``
+               still works: it falls back to the CPU with a visible
+               ``RuntimeWarning`` that says why and what to do
+               (:data:`fallback_reason` keeps the text).
 ``"standin"``  a numpy-backed module that fails where cupy fails (mixing host
                arrays in, implicit conversion to numpy).  The unit tests run on
                it so that the GPU code path stays correct without a GPU.
+
+Models move between devices with ``model.to("cpu" | "gpu" | "standin")``
+(:func:`array_module` and :func:`move` do the work); a model and its input must be
+on the same device.
 
 >>> from course_lib import backend
 >>> backend.use("cpu")
@@ -36,6 +45,9 @@ xp = np
 device = "cpu"
 #: Default floating dtype for parameters and data (float32, as on GPUs).
 default_dtype = np.float32
+
+#: Why ``COURSE_LIB_DEVICE=gpu`` fell back to the CPU at import (None if it did not).
+fallback_reason = None
 
 _seed = 0
 _host_rng = np.random.default_rng(0)  # the global stream behind every unseeded draw
@@ -102,6 +114,52 @@ def use(name: str | None = None):
     import course_lib
     course_lib.xp = xp
     return xp
+
+
+def _use_from_env():
+    """``use(None)`` at import: a GPU requested by the environment but not usable falls
+    back to the CPU with a warning, so that ``import course_lib`` never fails."""
+    global fallback_reason
+    try:
+        return use(None)
+    except RuntimeError as e:
+        import warnings
+        fallback_reason = str(e)
+        warnings.warn(f"{ENV_VAR}=gpu was requested but the GPU backend is not usable, so course_lib "
+                      f"runs on the CPU (numpy). {e} To silence this, unset {ENV_VAR} or set it to "
+                      "'cpu'.", RuntimeWarning, stacklevel=2)
+        return use("cpu")
+
+
+def array_module(name: str):
+    """The array module of device ``name`` ("cpu" -> numpy, "gpu" -> cupy, "standin"),
+    without making it the active one."""
+    name = str(name).lower()
+    if name not in DEVICES:
+        raise ValueError(f"Unknown device {name!r}; choose one of {DEVICES}.")
+    if name == "gpu":
+        return _import_cupy()
+    return _standin.module if name == "standin" else np
+
+
+def device_of(a) -> str:
+    """The device an array lives on: "cpu", "gpu" or "standin"."""
+    if isinstance(a, _standin.DeviceArray):
+        return "standin"
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return "gpu"
+    return "cpu"
+
+
+def move(a, name: str, dtype=None):
+    """A copy of array ``a`` on device ``name`` (an explicit transfer, host <-> device)."""
+    mod = array_module(name)
+    if device_of(a) == str(name).lower():
+        return a.astype(dtype, copy=True) if dtype is not None else a.copy()
+    host = to_numpy(a)
+    if dtype is not None:
+        host = host.astype(dtype)
+    return np.array(host, copy=True) if mod is np else mod.asarray(host)
 
 
 def get_array_module(*arrays):
@@ -177,17 +235,23 @@ class Generator:
         self.seed = int(_host_rng.integers(0, 2**31 - 1)) if seed is None else int(seed)
         self._np = np.random.default_rng(self.seed)
 
-    def _out(self, a, dtype):
-        return asarray(a.astype(dtype if dtype is not None else default_dtype, copy=False))
+    def _out(self, a, dtype, like=None):
+        a = a.astype(dtype if dtype is not None else default_dtype, copy=False)
+        if like is not None:  # onto the device of ``like`` (a model moved with .to()), not the active one
+            mod = get_array_module(like)
+            return a if mod is np else mod.asarray(a)
+        return asarray(a)
 
-    def normal(self, loc=0.0, scale=1.0, size=None, dtype=None):
-        return self._out(self._np.normal(loc, scale, size), dtype)
+    def normal(self, loc=0.0, scale=1.0, size=None, dtype=None, like=None):
+        return self._out(self._np.normal(loc, scale, size), dtype, like)
 
-    def random(self, size=None, dtype=None):
-        return self._out(self._np.random(size), dtype)
+    def random(self, size=None, dtype=None, like=None):
+        """Uniform [0, 1) draws; ``like``: an array whose device the result goes to
+        (default: the active backend)."""
+        return self._out(self._np.random(size), dtype, like)
 
-    def uniform(self, low=0.0, high=1.0, size=None, dtype=None):
-        return self._out(self._np.uniform(low, high, size), dtype)
+    def uniform(self, low=0.0, high=1.0, size=None, dtype=None, like=None):
+        return self._out(self._np.uniform(low, high, size), dtype, like)
 
     def integers(self, low, high=None, size=None):
         return asarray(self._np.integers(low, high, size))
@@ -206,4 +270,4 @@ def default_rng(seed=None) -> Generator:
     return Generator(seed)
 
 
-use(None)
+_use_from_env()

@@ -301,7 +301,8 @@ def seeds_table(summary, reference=SOURCE_A_TEST_ERRORS, *, ours="ours", source=
             ref = reference.get(key)
             cells.append("—" if ref is None else f"{ref:.2f} %")
         if math.isfinite(row["mean"]):
-            err = f"{100 * (1 - row['mean']):.1f} ± {100 * row['sd']:.1f} % ({100 * (1 - row['max']):.1f}–{100 * (1 - row['min']):.1f})"
+            err = (f"{100 * (1 - row['mean']):.1f} ± {100 * row['sd']:.1f} % "
+                   f"({100 * (1 - row['max']):.1f}–{100 * (1 - row['min']):.1f})")
         else:
             err = "diverged (NaN)"
         n = row["n"]

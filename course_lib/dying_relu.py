@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from course_lib.backend import to_numpy
-from course_lib.model import MLP
+from course_lib.model import MLP, eval_mode
 from course_lib.optim import Adam
 from course_lib.trainer import Hook, accuracy, fit
 
@@ -102,15 +102,12 @@ class _EpochProbe(Hook):
             self.record.tiles[epoch] = dw_tiles(model.layer("linear0").grads["W"])
 
     def on_epoch(self, epoch, model, history):
-        model.eval()
-        try:
+        with eval_mode(model):
             logits = model.forward(self.x_train)
             hidden = [a for name, a in model.activations.items() if name.startswith(("relu", "leaky_relu"))][0]
             self.record.dead.append(int(to_numpy(hidden.max(axis=0) <= 0).sum()))
             self.record.train_acc.append(accuracy(logits, self.y_train))
             self.record.test_acc.append(accuracy(model.forward(self.x_test), self.y_test))
-        finally:
-            model.train()
 
 
 def run(train, test, *, norm=None, batch_size=100, activation="relu", slope=0.01, epochs=10, seed=0,

@@ -369,7 +369,11 @@ def dropout_forward(x, p, *, training, rng):
         raise ValueError(f"dropout p is the drop probability and must be in [0, 1), got {p}")
     if not training or p == 0:
         return x, None
-    keep = rng.random(x.shape, dtype=x.dtype) >= p
+    try:  # draw on x's device (a model moved with .to() may not be on the active backend)
+        u = rng.random(x.shape, dtype=x.dtype, like=x)
+    except TypeError:  # an rng without ``like`` (anything with random(shape, dtype))
+        u = rng.random(x.shape, dtype=x.dtype)
+    keep = u >= p
     mask = keep * x.dtype.type(1.0 / (1.0 - p))
     return x * mask, mask
 
@@ -390,6 +394,10 @@ def softmax_cross_entropy(logits, labels):
     logits: (N, C) float; labels: (N,) ints in [0, C) or (N, C) one-hot / soft targets.
     Returns ``loss`` (0-d array) and ``dlogits`` (N, C).
     """
+    for name, a in (("logits", logits), ("labels", labels)):
+        if not hasattr(a, "ndim") or not hasattr(a, "dtype"):
+            raise TypeError(f"softmax_cross_entropy: {name} must be an array, got {type(a).__name__}; "
+                            "convert it with backend.asarray(...) (labels as integers)")
     xp = get_array_module(logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}")
@@ -418,3 +426,241 @@ def softmax_cross_entropy(logits, labels):
     probs[rows, labels] -= 1
     probs /= n
     return loss, probs
+
+
+# =============================================================================
+# convolutional layers (chapter 09): images are (N, C, H, W), channels first,
+# as in PyTorch; filters are (F, C, KH, KW).
+# =============================================================================
+def _pair(v, name):
+    """``3`` -> ``(3, 3)``; ``(3, 2)`` stays; anything else raises with the expected form."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def conv_output_size(size, kernel, stride=1, padding=0):
+    """Output length of a convolution or pooling along one axis:
+    ``(size + 2 * padding - kernel) // stride + 1``."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _check_images(x, name, channels=None):
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{name} expects images of shape (N, C, H, W), got shape "
+                         f"{tuple(getattr(x, 'shape', ()))}; reshape flat MNIST rows with "
+                         "x.reshape(-1, 1, 28, 28)")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} expects {channels} input channels (axis 1 of (N, C, H, W)), "
+                         f"got shape {tuple(x.shape)}")
+
+
+def im2col(x, kh, kw, stride=1, padding=0):
+    r"""Unfold every (C, kh, kw) patch of ``x`` into a column.
+
+    x: (N, C, H, W)  ->  cols: (C * kh * kw, N * OH * OW), rows ordered (c, i, j) like a
+    filter ``W.reshape(F, C * kh * kw)``, columns ordered (n, oh, ow).  Built with kh * kw
+    strided slice copies (one per kernel offset), which works on numpy, cupy and the
+    stand-in alike; ``OH = (H + 2 * padding - kh) // stride + 1`` and likewise OW.
+    """
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"a {kh}x{kw} kernel with padding {padding} does not fit images of "
+                         f"size {h}x{w}: use a smaller kernel or more padding")
+    if ph or pw:
+        xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+        xpad[:, :, ph:ph + h, pw:pw + w] = x
+    else:
+        xpad = x
+    cols = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xpad[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            cols[:, i, j] = patch.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
+    """The adjoint of :func:`im2col`: add every column back onto the patch it came from
+    (overlapping patches add up).  cols: (C * kh * kw, N * OH * OW) -> (N, C, H, W)."""
+    xp = get_array_module(cols)
+    n, c, h, w = x_shape
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    dxpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxpad[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += \
+                cols[:, i, j].transpose(1, 0, 2, 3)
+    return dxpad[:, :, ph:ph + h, pw:pw + w] if (ph or pw) else dxpad
+
+
+def conv2d_forward(x, W, b, stride=1, padding=0):
+    r"""2-D convolution (cross-correlation, as in every deep-learning library) via im2col + one GEMM.
+
+    ``out[n, f, y, x] = b[f] + sum_{c, i, j} W[f, c, i, j] * xpad[n, c, y*s + i, x*s + j]``
+
+    x: (N, C, H, W); W: (F, C, KH, KW); b: (F,) or None; ``stride`` and ``padding`` (zeros)
+    an int or a pair.  Returns ``out (N, F, OH, OW), cache`` with
+    ``OH = (H + 2 * padding - KH) // stride + 1`` (likewise OW).
+
+    All patches are unfolded into a (C*KH*KW, N*OH*OW) matrix, so the convolution is the single
+    matrix product ``W.reshape(F, -1) @ cols``: the work goes to BLAS.  The output is returned as
+    a channels-first view of that (F, N, OH, OW) product (no copy).
+    """
+    _check_images(x, "conv2d_forward", W.shape[1])
+    f, _, kh, kw = W.shape
+    n, _, h, w = x.shape
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    cols = im2col(x, kh, kw, (sh, sw), (ph, pw))
+    out = W.reshape(f, -1) @ cols
+    if b is not None:
+        out += b[:, None]
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    out = out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+    return out, (cols, x.shape, W, b is not None, (sh, sw), (ph, pw))
+
+
+def conv2d_backward(dout, cache, need_dx=True):
+    r"""Gradients of :func:`conv2d_forward`, each one GEMM (plus col2im for dx).
+
+    With ``D = dout`` as an (F, N*OH*OW) matrix: ``dW = D @ cols.T``, ``db = D.sum(1)``,
+    ``dcols = W.T @ D`` folded back onto the image by :func:`col2im`.
+
+    dout: (N, F, OH, OW)  ->  dx: (N, C, H, W) (None when ``need_dx`` is False: the first
+    layer's input is data), dW: (F, C, KH, KW), db: (F,) or None.
+    """
+    cols, x_shape, W, has_bias, stride, padding = cache
+    f, _, kh, kw = W.shape
+    d = dout.transpose(1, 0, 2, 3).reshape(f, -1)
+    dW = (d @ cols.T).reshape(W.shape)
+    db = d.sum(axis=1) if has_bias else None
+    dx = col2im(W.reshape(f, -1).T @ d, x_shape, kh, kw, stride, padding) if need_dx else None
+    return dx, dW, db
+
+
+def maxpool2d_forward(x, kernel_size=2, stride=None):
+    r"""Max pooling: ``out[n, c, y, x] = max_{i, j < k} x[n, c, y*s + i, x*s + j]``.
+
+    x: (N, C, H, W); ``stride`` defaults to ``kernel_size`` (non-overlapping windows);
+    no padding (a border that does not fill a window is dropped, as in PyTorch).
+    Returns ``out (N, C, OH, OW), cache``.  Ties go to the first maximum in the window.
+    """
+    _check_images(x, "maxpool2d_forward")
+    xp = get_array_module(x)
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(kernel_size if stride is None else stride, "stride")
+    n, c, h, w = x.shape
+    oh, ow = conv_output_size(h, kh, sh), conv_output_size(w, kw, sw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"a {kh}x{kw} pooling window does not fit images of size {h}x{w}")
+    out = None
+    arg = xp.zeros((n, c, oh, ow), dtype=xp.int8 if kh * kw < 128 else xp.int32)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        win = x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+        if out is None:
+            out = win.copy()
+            continue
+        better = win > out  # strict: the first maximum wins ties
+        out = xp.where(better, win, out)
+        arg[better] = k
+    return out, (arg, x.shape, (kh, kw), (sh, sw))
+
+
+def maxpool2d_backward(dout, cache):
+    """Gradient of :func:`maxpool2d_forward`: each window's gradient goes to its maximum.
+    dout: (N, C, OH, OW) -> dx: (N, C, H, W)."""
+    xp = get_array_module(dout)
+    arg, x_shape, (kh, kw), (sh, sw) = cache
+    _, _, oh, ow = dout.shape
+    dx = xp.zeros(x_shape, dtype=dout.dtype)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        dx[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += dout * (arg == k)
+    return dx
+
+
+def _channels_last(x):
+    """(N, C, H, W) -> (N*H*W, C): one row per pixel, one column per channel."""
+    return x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _channels_first(x2, shape):
+    """Inverse of :func:`_channels_last`: (N*H*W, C) -> (N, C, H, W)."""
+    n, c, h, w = shape
+    return x2.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, momentum=0.1, eps=1e-5,
+                        training=True):
+    r"""Spatial batch normalization: one mean and variance per CHANNEL, over N, H and W.
+
+    A convolution applies the same filter at every position, so every pixel of a channel is an
+    example of the same feature: each statistic averages ``m = N * H * W`` values (not N).
+    The 1-d :func:`batchnorm_forward` does the work on the (N*H*W, C) reshape of x, so every
+    convention carries over: momentum = weight of the new batch (0.1), biased variance for the
+    batch, unbiased (m / (m - 1), m = N*H*W) for the running variance, as in PyTorch.
+
+    x: (N, C, H, W); gamma, beta, running_mean, running_var: (C,).
+    Returns ``out (N, C, H, W), cache, new_running_mean, new_running_var``.
+    """
+    _check_images(x, "batchnorm2d_forward", gamma.shape[0])
+    n, _, h, w = x.shape
+    if training and n * h * w < 2:
+        raise ValueError(f"batchnorm2d_forward in training mode needs more than 1 value per channel "
+                         f"(got images of shape {tuple(x.shape)}: N*H*W = {n * h * w}). Use a batch of "
+                         "2 or more, or switch the layer to eval() mode.")
+    out2, cache, rm, rv = batchnorm_forward(_channels_last(x), gamma, beta, running_mean,
+                                            running_var, momentum=momentum, eps=eps,
+                                            training=training)
+    return _channels_first(out2, x.shape), (cache, x.shape), rm, rv
+
+
+def batchnorm2d_backward(dout, cache):
+    """Gradient of :func:`batchnorm2d_forward`: the 1-d closed form on the (N*H*W, C) reshape.
+    dout: (N, C, H, W) -> dx: (N, C, H, W), dgamma: (C,), dbeta: (C,)."""
+    cache1, shape = cache
+    dx2, dgamma, dbeta = batchnorm_backward(_channels_last(dout), cache1)
+    return _channels_first(dx2, shape), dgamma, dbeta
+
+
+def groupnorm2d_forward(x, gamma, beta, num_groups, eps=1e-5):
+    r"""Group normalization (Wu & He 2018) of images: per SAMPLE, one mean and variance for
+    each group of ``C / num_groups`` channels, over those channels and all H*W positions.
+    No batch statistics: the same for any batch size and in train and eval mode.
+    ``num_groups=1`` is layer norm over (C, H, W); ``num_groups=C`` is instance norm.
+
+    x: (N, C, H, W); gamma, beta: (C,) (per channel).  Returns ``out, cache``.
+    """
+    _check_images(x, "groupnorm2d_forward", gamma.shape[0])
+    n, c, h, w = x.shape
+    if c % num_groups:
+        raise ValueError(f"groupnorm2d_forward: C={c} channels are not divisible by "
+                         f"num_groups={num_groups}")
+    xhat_t, _, _, inv_std = _normalize(x.reshape(n * num_groups, -1).T, eps)
+    xhat = xhat_t.T.reshape(x.shape)
+    out = xhat * gamma[:, None, None] + beta[:, None, None]
+    return out, (xhat, gamma, inv_std, num_groups)
+
+
+def groupnorm2d_backward(dout, cache):
+    """Gradient of :func:`groupnorm2d_forward`: BN's closed form within each (sample, group).
+    dout: (N, C, H, W) -> dx: (N, C, H, W), dgamma: (C,), dbeta: (C,)."""
+    xhat, gamma, inv_std, num_groups = cache
+    n = dout.shape[0]
+    dbeta = dout.sum(axis=(0, 2, 3))
+    dgamma = (dout * xhat).sum(axis=(0, 2, 3))
+    g_t = (dout * gamma[:, None, None]).reshape(n * num_groups, -1).T
+    xhat_t = xhat.reshape(n * num_groups, -1).T
+    dx = _rownorm_backward(g_t, xhat_t, inv_std).T.reshape(dout.shape)
+    return dx, dgamma, dbeta

@@ -56,7 +56,8 @@ def numerical_gradient(f, x, h=1e-6):
         fm = float(f())
         flat[i] = old
         grad.reshape(-1)[i] = (fp - fm) / (2 * h)
-    return backend.asarray(grad) if get_array_module(x) is not np else grad
+    xp = get_array_module(x)
+    return xp.asarray(grad) if xp is not np else grad  # back on x's own device
 
 
 def report(name, error, tol=1e-7, quiet=False) -> bool:
@@ -86,8 +87,15 @@ def _upstream_rng(seed):
 
 
 def _float64(a):
-    return backend.asarray(to_numpy(a).astype(np.float64)) if get_array_module(a) is not np \
-        else np.array(a, dtype=np.float64)
+    """A float64 copy of ``a`` on a's own device (not the active backend's)."""
+    return backend.move(a, backend.device_of(a), dtype=np.float64)
+
+
+def _upstream(seed, out):
+    """The random upstream gradient, drawn on the host and put on ``out``'s device."""
+    g = _upstream_rng(seed).standard_normal(out.shape)
+    xp = get_array_module(out)
+    return g if xp is np else xp.asarray(g)
 
 
 def check_pair(forward, backward, x, *params, names=None, seed=0, h=1e-6, tol=1e-7, quiet=False,
@@ -101,7 +109,7 @@ def check_pair(forward, backward, x, *params, names=None, seed=0, h=1e-6, tol=1e
     params = [None if p is None else _float64(p) for p in params]
     names = names or ["x"] + [f"param{i}" for i in range(len(params))]
     out = forward(x, *params, **kwargs)[0]
-    dout = backend.asarray(_upstream_rng(seed).standard_normal(out.shape))
+    dout = _upstream(seed, out)
     grads = backward(dout, forward(x, *params, **kwargs)[1])
     grads = grads if isinstance(grads, tuple) else (grads,)
 
@@ -122,13 +130,21 @@ def check_layer(layer, x, *, seed=0, h=1e-6, tol=1e-7, quiet=False):
     the input gradient and every parameter, in float64, with a random upstream gradient.
 
     The layer's parameters are temporarily converted to float64 and restored afterwards,
-    as are BN's running statistics.  A layer with an ``rng`` (dropout) is reseeded before
+    as are BN's running statistics.  ``x`` is copied (float64) onto the layer's device if it
+    lives elsewhere (a host array for a layer on the GPU), and the random upstream gradient
+    is drawn onto that device too, whatever the active backend is.  A layer with an ``rng`` (dropout) is reseeded before
     every forward pass so that the mask stays fixed.  A functional pair can be passed as
     ``(forward, backward)``; see :func:`check_pair`.
     """
     if isinstance(layer, tuple):
         return check_pair(*layer, x, seed=seed, h=h, tol=tol, quiet=quiet)
-    sublayers = [lyr for _, lyr in layer.layers] if hasattr(layer, "layers") else [layer]
+    if hasattr(layer, "named_modules"):  # a container (Sequential, MLP): its leaf layers
+        named = [(n, m) for n, m in layer.named_modules() if not hasattr(m, "named_modules")]
+    elif hasattr(layer, "layers"):
+        named = list(layer.layers)
+    else:
+        named = [("", layer)]
+    sublayers = [lyr for _, lyr in named]
     saved = [(lyr, dict(lyr.params), dict(getattr(lyr, "buffers", {}))) for lyr in sublayers]
     rng_seeds = [(lyr, lyr.rng.seed) for lyr in sublayers if hasattr(lyr, "rng")]
     counters = [(lyr, lyr.num_batches_tracked) for lyr in sublayers if hasattr(lyr, "num_batches_tracked")]
@@ -136,7 +152,8 @@ def check_layer(layer, x, *, seed=0, h=1e-6, tol=1e-7, quiet=False):
         for lyr, params, buffers in saved:
             lyr.params.update({k: _float64(v) for k, v in params.items()})
             lyr.buffers.update({k: _float64(v) for k, v in buffers.items()})
-        x = _float64(x)
+        device = next((lyr.device for lyr in sublayers if getattr(lyr, "device", None)), None)
+        x = backend.move(x, device, dtype=np.float64) if device else _float64(x)
 
         def run():
             for lyr, s in rng_seeds:
@@ -148,7 +165,7 @@ def check_layer(layer, x, *, seed=0, h=1e-6, tol=1e-7, quiet=False):
             return layer.forward(x)
 
         out = run()
-        dout = backend.asarray(_upstream_rng(seed).standard_normal(out.shape))
+        dout = _upstream(seed, out)
         dx = layer.backward(dout)
 
         def loss():
@@ -157,7 +174,6 @@ def check_layer(layer, x, *, seed=0, h=1e-6, tol=1e-7, quiet=False):
         errors = {}
         if dx is not None:
             errors["x"] = rel_error(dx, numerical_gradient(loss, x, h))
-        named = layer.layers if hasattr(layer, "layers") else [("", layer)]
         for lyr_name, lyr in named:
             for k, p in lyr.params.items():
                 key = f"{lyr_name}.{k}" if lyr_name else k

@@ -30,7 +30,7 @@ import copy
 
 from course_lib.backend import get_array_module
 from course_lib.functional import softmax_cross_entropy
-from course_lib.layers import BatchNorm1d, Linear
+from course_lib.layers import Linear, eval_mode, has_batch_stats
 
 
 def fold_linear_bn(W, b, gamma, beta, running_mean, running_var, eps=1e-5):
@@ -69,7 +69,7 @@ def fold_batchnorm(model):
     folded = copy.deepcopy(model)
     new_layers = []
     for name, layer in folded.layers:
-        if isinstance(layer, BatchNorm1d):
+        if has_batch_stats(layer):
             if not new_layers or not isinstance(new_layers[-1][1], Linear):
                 raise ValueError(f"cannot fold {name}: it does not directly follow a Linear layer")
             linear = new_layers[-1][1]
@@ -88,7 +88,8 @@ def fold_batchnorm(model):
 
 
 def _norm_layers(model):
-    return [layer for _, layer in model.layers if getattr(layer, "buffers", None)]
+    mods = model.modules() if hasattr(model, "modules") else (layer for _, layer in model.layers)
+    return [m for m in mods if m is not model and has_batch_stats(m) and not hasattr(m, "layers")]
 
 
 def predict_with_batch_stats(model, x, batch_size):
@@ -107,28 +108,21 @@ def predict_with_batch_stats(model, x, batch_size):
     norms = _norm_layers(model)
     saved = [(layer, dict(layer.buffers), getattr(layer, "num_batches_tracked", None))
              for layer in norms]
-    was_training = model.training
-    keep, model.keep_activations = getattr(model, "keep_activations", True), False
-    model.eval()
-    for layer in norms:
-        layer.train()
-    try:
-        n = len(x)
-        starts = list(range(0, n, batch_size))
-        if len(starts) > 1 and n - starts[-1] == 1:
-            starts.pop()
-        ends = starts[1:] + [n]
-        return xp.concatenate([model.forward(x[s:e]) for s, e in zip(starts, ends)])
-    finally:
-        for layer, buffers, count in saved:
-            layer.buffers.update(buffers)
-            if count is not None:
-                layer.num_batches_tracked = count
-        model.keep_activations = keep
-        if was_training:
-            model.train()
-        else:
-            model.eval()
+    with eval_mode(model, keep_activations=False):
+        for layer in norms:
+            layer.train()
+        try:
+            n = len(x)
+            starts = list(range(0, n, batch_size))
+            if len(starts) > 1 and n - starts[-1] == 1:
+                starts.pop()
+            ends = starts[1:] + [n]
+            return xp.concatenate([model.forward(x[s:e]) for s, e in zip(starts, ends)])
+        finally:
+            for layer, buffers, count in saved:
+                layer.buffers.update(buffers)
+                if count is not None:
+                    layer.num_batches_tracked = count
 
 
 def evaluate_with_batch_stats(model, x, y, batch_size):

@@ -40,8 +40,9 @@ SCHEMES = {
 def std_for(scheme, fan_in: int, fan_out: int) -> float:
     """The standard deviation that ``scheme`` (a name or a number) gives a (fan_in, fan_out) weight."""
     if isinstance(scheme, Real) and not isinstance(scheme, bool):
-        if scheme < 0:
-            raise ValueError(f"an init std must be >= 0, got {scheme}")
+        if not math.isfinite(scheme) or scheme < 0:
+            raise ValueError(f"an init std must be a finite number >= 0, got {scheme}; pass e.g. "
+                             "init=0.01, or a scheme name such as init='he'")
         return float(scheme)
     if isinstance(scheme, str):
         key = scheme.lower()
@@ -76,5 +77,9 @@ def initialize(scheme, fan_in: int, fan_out: int, rng: np.random.Generator | Non
         W = np.asarray(scheme(fan_in, fan_out, rng))
         if W.shape != (fan_in, fan_out):
             raise ValueError(f"init callable returned shape {W.shape}, expected {(fan_in, fan_out)}")
+        if W.dtype.kind not in "fiu" or not np.isfinite(W).all():
+            raise ValueError(f"init callable {getattr(scheme, '__name__', scheme)!r} returned "
+                             "non-finite or non-numeric weights; it must return finite floats "
+                             "f(fan_in, fan_out, rng) -> (fan_in, fan_out)")
         return W
     return rng.standard_normal((fan_in, fan_out)) * std_for(scheme, fan_in, fan_out)

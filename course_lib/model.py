@@ -8,19 +8,42 @@
 and, with ``dropout=p``, a Dropout after each hidden activation.  A Linear that
 feeds a normalization layer gets no bias by default: the normalization subtracts
 the mean, so such a bias has no effect and receives a gradient of ~0.
+
+An MLP is a :class:`course_lib.layers.Sequential`: the same ``params`` /
+``grads`` / ``buffers`` / ``train()`` / ``eval()`` / ``state_dict()`` as any layer,
+plus ``save(path)`` / ``load(path)`` and ``to(device)``.  :func:`eval_mode` is
+re-exported here.
 """
 from __future__ import annotations
 
 from course_lib import backend
 from course_lib import layers as L
-from course_lib.functional import softmax_cross_entropy
+from course_lib._validate import check_real
+from course_lib.layers import Sequential, eval_mode  # noqa: F401  (re-exported)
 
 ACTIVATIONS = tuple(k for k in L.ACTIVATION_LAYERS)
 NORMS = tuple(L.NORM_LAYERS)
 _NORM_NAMES = {"batch": "batchnorm", "renorm": "batchrenorm", "layer": "layernorm", "group": "groupnorm"}
 
 
-class MLP:
+def _check_sizes(sizes):
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"sizes must be a list of layer widths such as [784, 100, 10], got "
+                        f"{type(sizes).__name__} {sizes!r}")
+    out = []
+    for s in sizes:
+        if isinstance(s, bool) or not (isinstance(s, int) or (hasattr(s, "dtype") and s.dtype.kind in "iu")
+                                       or (isinstance(s, float) and s.is_integer())):
+            raise TypeError(f"sizes must hold integers, got {s!r} in {list(sizes)!r}; "
+                            "pass e.g. sizes=[784, 100, 10]")
+        out.append(int(s))
+    if len(out) < 2 or min(out) < 1:
+        raise ValueError(f"sizes must list at least input and output sizes (all >= 1), got {out}; "
+                         "pass e.g. sizes=[784, 100, 10]")
+    return out
+
+
+class MLP(Sequential):
     """Fully connected network: ``sizes = [in, hidden..., out]``.
 
     activation: "relu" | "leaky_relu" | "sigmoid" | "tanh" | "identity"
@@ -35,20 +58,17 @@ class MLP:
 
     def __init__(self, sizes, *, activation="relu", norm=None, dropout=0.0, init="he", seed=None,
                  dtype=None, leaky_slope=0.01, linear_bias=None, norm_kwargs=None):
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes must list at least input and output sizes (all >= 1), got {sizes}")
-        if activation not in L.ACTIVATION_LAYERS:
+        sizes = _check_sizes(sizes)
+        if not isinstance(activation, str) or activation not in L.ACTIVATION_LAYERS:
             raise ValueError(f"Unknown activation {activation!r}; use one of {list(L.ACTIVATION_LAYERS)}")
-        if norm not in L.NORM_LAYERS:
+        if not (norm is None or isinstance(norm, str)) or norm not in L.NORM_LAYERS:
             raise ValueError(f"Unknown norm {norm!r}; use one of {list(L.NORM_LAYERS)}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout is a drop probability in [0, 1), got {dropout}")
+        dropout = check_real("dropout", dropout, 0, 1, hi_incl=False, meaning=" (a drop probability)")
+        super().__init__()
         self.sizes, self.activation, self.norm, self.dropout = sizes, activation, norm, dropout
         rng = backend.host_rng(seed)
         if linear_bias is None:
             linear_bias = norm is None
-        self.layers: list[tuple[str, L.Layer]] = []
         n_hidden = len(sizes) - 2
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == n_hidden
@@ -64,94 +84,21 @@ class MLP:
                 self._add(f"{activation}{i}", act(leaky_slope) if activation == "leaky_relu" else act())
             if dropout > 0:
                 self._add(f"dropout{i}", L.Dropout(dropout, seed=int(rng.integers(2**31))))
-        self.activations: dict = {}
-        self.keep_activations = True
-        self.training = True
 
     def _add(self, name, layer):
-        self.layers.append((name, layer))
+        self.add(name, layer)
 
-    # -- parameters ------------------------------------------------------------------------
-    @property
-    def params(self) -> dict:
-        """All learnable arrays, keyed ``"<layer>.<name>"`` (e.g. ``"linear0.W"``, ``"batchnorm0.gamma"``)."""
-        return {f"{ln}.{k}": v for ln, layer in self.layers for k, v in layer.params.items()}
-
-    @property
-    def grads(self) -> dict:
-        """Gradients from the last ``backward``, same keys as :attr:`params`."""
-        return {f"{ln}.{k}": v for ln, layer in self.layers for k, v in layer.grads.items()}
-
-    def parameters(self):
-        """``(name, param, grad)`` triples; ``grad`` is None before the first backward."""
-        return [(f"{ln}.{k}", v, layer.grads.get(k)) for ln, layer in self.layers
-                for k, v in layer.params.items()]
-
-    def set_params(self, params: dict):
-        """Replace parameters by name (e.g. to load a copy); shapes must match."""
-        for key, value in params.items():
-            ln, k = key.rsplit(".", 1)
-            layer = dict(self.layers)[ln]
-            if value.shape != layer.params[k].shape:
-                raise ValueError(f"{key}: expected shape {layer.params[k].shape}, got {value.shape}")
-            layer.params[k] = value
-
-    def num_parameters(self) -> int:
-        return sum(int(p.size) for p in self.params.values())
-
-    def layer(self, name):
-        """The layer called ``name`` (see :attr:`layer_names`)."""
-        for ln, layer in self.layers:
-            if ln == name:
-                return layer
-        raise KeyError(f"no layer {name!r}; layers are {self.layer_names}")
-
-    @property
-    def layer_names(self):
-        return [ln for ln, _ in self.layers]
-
-    # -- modes -----------------------------------------------------------------------------
-    def train(self):
-        self.training = True
-        for _, layer in self.layers:
-            layer.train()
-        return self
-
-    def eval(self):
-        self.training = False
-        for _, layer in self.layers:
-            layer.eval()
-        return self
-
-    # -- passes ----------------------------------------------------------------------------
     def forward(self, x):
         """x: (N, sizes[0]) float  ->  logits: (N, sizes[-1])."""
+        if isinstance(x, (list, tuple)):
+            raise TypeError(f"MLP{tuple(self.sizes)}.forward expects an array, got a Python "
+                            f"{type(x).__name__}; convert it with backend.asarray(x, dtype=backend.default_dtype)")
         if getattr(x, "ndim", None) != 2 or x.shape[1] != self.sizes[0]:
             raise ValueError(f"MLP{tuple(self.sizes)} expected input of shape (N, {self.sizes[0]}), "
                              f"got {tuple(getattr(x, 'shape', ()))}")
-        keep = self.keep_activations
-        acts = {}
-        for name, layer in self.layers:
-            x = layer.forward(x)
-            if keep:
-                acts[name] = x
-        if keep:  # a pass with keep_activations off (evaluate) leaves the last record alone
-            self.activations = acts
-        return x
+        return super().forward(x)
 
     __call__ = forward
-
-    def backward(self, dout):
-        """dout: (N, sizes[-1]) gradient of the loss w.r.t. the logits; fills every layer's grads."""
-        for _, layer in reversed(self.layers):
-            dout = layer.backward(dout)
-        return dout
-
-    def loss(self, x, y):
-        """Forward pass and mean softmax cross-entropy: returns ``(loss, dlogits, logits)``."""
-        logits = self.forward(x)
-        loss, dlogits = softmax_cross_entropy(logits, y)
-        return loss, dlogits, logits
 
     def __repr__(self):
         return "MLP(\n  " + "\n  ".join(f"{n}: {l!r}" for n, l in self.layers) + "\n)"

@@ -30,7 +30,7 @@ import numpy as np
 
 from course_lib import backend
 from course_lib.backend import get_array_module, to_numpy
-from course_lib.layers import Layer, _Norm
+from course_lib.layers import Layer, is_norm
 from course_lib.trainer import Hook
 
 
@@ -58,8 +58,9 @@ class CovariateShiftNoise(Layer):
             return x
         xp = get_array_module(x)
         log_s = math.log(self.scale)
-        a = xp.exp(self.rng.uniform(-log_s, log_s, self.num_features, dtype=x.dtype))
-        b = self.rng.uniform(-self.shift, self.shift, self.num_features, dtype=x.dtype)
+        # drawn onto x's device: a model moved with .to() need not be on the active backend
+        a = xp.exp(self.rng.uniform(-log_s, log_s, self.num_features, dtype=x.dtype, like=x))
+        b = self.rng.uniform(-self.shift, self.shift, self.num_features, dtype=x.dtype, like=x)
         self.last_scale, self.last_shift = a, b
         self._cache = a
         return x * a + b
@@ -81,7 +82,7 @@ def add_noise_after_norm(model, *, scale=2.0, shift=1.0, seed=0):
     new_layers, added = [], 0
     for name, layer in model.layers:
         new_layers.append((name, layer))
-        if isinstance(layer, _Norm):
+        if is_norm(layer):
             index = re.search(r"(\d+)$", name)
             noise_name = f"noise{index.group(1) if index else added}"
             new_layers.append((noise_name, CovariateShiftNoise(

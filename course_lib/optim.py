@@ -13,6 +13,7 @@ default (``decay_filter`` decides; the default decays keys ending in ``"W"``).
 """
 from __future__ import annotations
 
+from course_lib._validate import check_real
 from course_lib.backend import get_array_module
 
 
@@ -22,11 +23,16 @@ def decays_weights_only(name: str) -> bool:
 
 
 class Optimizer:
+    """Base class.  Every hyperparameter is checked here, at the door: ``lr > 0`` and
+    ``weight_decay >= 0``, finite (subclasses check momentum and betas in [0, 1) and
+    ``eps > 0``); a bad value raises with the valid range instead of training to NaN."""
+
     def __init__(self, lr, weight_decay=0.0, decay_filter=decays_weights_only):
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        lr = check_real("lr", lr, 0, None, lo_incl=False, meaning=" (the learning rate)")
+        weight_decay = check_real("weight_decay", weight_decay, 0, None, example=1e-4)
+        if not callable(decay_filter):
+            raise TypeError(f"decay_filter must be a function name -> bool, got {decay_filter!r}; "
+                            "leave it out to decay weight matrices only")
         self.lr, self.weight_decay, self.decay_filter = lr, weight_decay, decay_filter
         self.state: dict = {}
         self.t = 0
@@ -78,7 +84,9 @@ class Momentum(Optimizer):
 
     def __init__(self, lr, momentum=0.9, **kw):
         super().__init__(lr, **kw)
-        self.momentum = momentum
+        # mu >= 1 makes the velocity grow without bound: the run diverges
+        self.momentum = check_real("momentum", momentum, 0, 1, hi_incl=False,
+                                   meaning=" (the fraction of the velocity kept)", example=0.9)
 
     def _step(self, key, p, g):
         v = self._zeros(key, p)
@@ -102,7 +110,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr, eps=1e-8, **kw):
         super().__init__(lr, **kw)
-        self.eps = eps
+        self.eps = check_real("eps", eps, 0, None, lo_incl=False, example=1e-8)
 
     def _step(self, key, p, g):
         xp = get_array_module(p)
@@ -116,7 +124,11 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, **kw):
         super().__init__(lr, **kw)
-        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        # beta = 1 makes the bias correction 1 / (1 - beta**t) divide by zero
+        self.beta1 = check_real("beta1", beta1, 0, 1, hi_incl=False, example=0.9)
+        self.beta2 = check_real("beta2", beta2, 0, 1, hi_incl=False, example=0.999)
+        # eps = 0 gives 0 / 0 = NaN for a parameter whose gradient is exactly 0
+        self.eps = check_real("eps", eps, 0, None, lo_incl=False, example=1e-8)
 
     def _step(self, key, p, g):
         xp = get_array_module(p)

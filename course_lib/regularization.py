@@ -95,17 +95,34 @@ class EvalEvery(Hook):
 
     Records ``{"epoch": e + 1, "loss": .., "acc": ..}`` (epochs counted from 1, i.e. the
     number of epochs trained) in ``history.extras[name]``.
+
+    ``per="step"`` counts steps instead (``every`` steps; ``last_epoch`` is then the last step,
+    counting from 0) and records ``{"step": s + 1, ...}``; ``first=True`` also measures after the
+    first epoch (or step).
     """
 
-    def __init__(self, x, y, every=5, name="test", last_epoch=None):
+    def __init__(self, x, y, every=5, name="test", last_epoch=None, *, per="epoch", first=False):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        if per not in ("epoch", "step"):
+            raise ValueError(f"per must be 'epoch' or 'step', got {per!r}")
         self.x, self.y, self.every, self.name, self.last_epoch = x, y, every, name, last_epoch
+        self.per, self.first = per, first
+
+    def _due(self, i):
+        return (i + 1) % self.every == 0 or i == self.last_epoch or (self.first and i == 0)
+
+    def _measure(self, i, model, history):
+        loss, acc = evaluate(model, self.x, self.y)
+        self._record(history, {self.per: i + 1, "loss": loss, "acc": acc})
+
+    def on_step(self, step, model, history):
+        if self.per == "step" and self._due(step):
+            self._measure(step, model, history)
 
     def on_epoch(self, epoch, model, history):
-        if (epoch + 1) % self.every == 0 or epoch == self.last_epoch:
-            loss, acc = evaluate(model, self.x, self.y)
-            self._record(history, {"epoch": epoch + 1, "loss": loss, "acc": acc})
+        if self.per == "epoch" and self._due(epoch):
+            self._measure(epoch, model, history)
 
 
 # ------------------------------------------------------------------------------ dropout
@@ -279,7 +296,7 @@ def mean_sd(values):
 
 # ------------------------------------------------------------------- BN re-estimation
 def _bn_layers(model):
-    return [(name, layer) for name, layer in model.layers if "running_var" in getattr(layer, "buffers", {})]
+    return [(name, layer) for name, layer in model.layers if _layers.has_batch_stats(layer)]
 
 
 def reestimate_bn_stats(model, x, batch_size=None):
@@ -338,15 +355,11 @@ def bn_input_variances(model, x, layer, *, dropout):
     if layer not in names:
         raise KeyError(f"no layer {layer!r}; layers are {names}")
     below = model.layers[:names.index(layer)]
-    modes = [lyr.training for _, lyr in below]
-    try:
+    with _layers.eval_mode(model):   # every mode comes back afterwards
         h = x
         for _, lyr in below:
-            lyr.training = bool(dropout) and type(lyr).__name__ == "Dropout"
+            lyr.training = bool(dropout) and isinstance(lyr, _layers.Dropout)
             h = lyr.forward(h)
-    finally:
-        for (_, lyr), mode in zip(below, modes):
-            lyr.training = mode
     xp = get_array_module(h)
     return xp.var(h, axis=0)
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from course_lib.backend import to_numpy
+from course_lib.functional import softmax_cross_entropy
+from course_lib.layers import has_batch_stats
 from course_lib.model import MLP
 from course_lib.optim import Momentum
 from course_lib.trainer import evaluate
-from course_lib.functional import softmax_cross_entropy
 
 SOURCE_SIZES = (784, 400, 10)
 CHAINER_EPS = 2e-5          # chainer.links.BatchNormalization / BatchRenormalization default eps
@@ -39,7 +40,7 @@ def make_model(norm="batch", seed=0, schedule=chainer_defaults, sizes=SOURCE_SIZ
         kwargs["schedule"] = schedule
     model = MLP(list(sizes), norm=norm, init="lecun", linear_bias=True, seed=seed, norm_kwargs=kwargs)
     layers = dict(model.layers)
-    norm_name = [n for n, _ in model.layers if n.startswith("batch")][0]
+    norm_name = [n for n, layer in model.layers if has_batch_stats(layer)][0]
     model.layers = [(n, layers[n]) for n in ("linear0", "relu0", norm_name, "linear1")]   # BN after the ReLU
     return model
 
@@ -73,7 +74,7 @@ def max_param_difference(model_a, model_b):
     """Largest absolute difference between the two models' parameters and buffers (0.0 = identical)."""
     diffs = [float(np.max(np.abs(to_numpy(a) - to_numpy(b))))   # by position: the layer names differ
              for a, b in zip(model_a.params.values(), model_b.params.values())]
-    for (name, layer), (_, other) in zip(model_a.layers, model_b.layers):
+    for (_name, layer), (_, other) in zip(model_a.layers, model_b.layers):
         for k, buf in getattr(layer, "buffers", {}).items():
             diffs.append(float(np.max(np.abs(to_numpy(buf) - to_numpy(other.buffers[k])))))
     return max(diffs)

@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from course_lib import backend
-from course_lib import _standin
+from course_lib import _standin, backend
 from course_lib.layers import Linear
 
 
@@ -67,3 +66,38 @@ def test_default_dtype(float64):
     assert Linear(2, 2).params["W"].dtype == np.float64
     with pytest.raises(ValueError):
         backend.set_default_dtype("int32")
+
+
+def test_gradcheck_draws_dout_on_the_devices_of_x_not_the_active_one():
+    """A layer moved to the stand-in while the active backend is the CPU: the upstream gradient,
+    the float64 copies and the numerical gradients must all live on the layer's device."""
+    from course_lib import gradcheck as G
+    from course_lib.layers import BatchNorm1d, ReLU, Sequential
+    backend.use("cpu")
+    layer = Sequential([("lin", Linear(4, 3, seed=0, bias=False, dtype=np.float64)),
+                        ("bn", BatchNorm1d(3, dtype=np.float64)), ("act", ReLU())]).to("standin")
+    x = backend.move(np.random.default_rng(0).standard_normal((6, 4)) + 0.3, "standin")
+    errors = G.check_layer(layer, x, quiet=True)
+    assert max(errors.values()) < 1e-7 and set(errors) >= {"x", "lin.W", "bn.gamma"}
+    assert backend.device == "cpu" and layer.device == "standin"
+    from course_lib import functional as F
+    errors = G.check_pair(F.relu_forward, F.relu_backward, x, quiet=True)
+    assert errors["x"] < 1e-7
+
+
+def test_generator_draws_onto_the_device_of_like():
+    backend.use("cpu")
+    like = backend.move(np.zeros(2, np.float32), "standin")
+    r = backend.default_rng(0).random((2, 2), dtype=np.float32, like=like)
+    assert backend.device_of(r) == "standin"
+    assert backend.device_of(backend.default_rng(0).random((2, 2))) == "cpu"
+
+
+def test_move_copies_and_device_of_names_the_device():
+    a = np.arange(3.0)
+    b = backend.move(a, "cpu")
+    b[0] = 9
+    assert a[0] == 0.0 and backend.device_of(b) == "cpu"
+    s = backend.move(a, "standin", dtype=np.float32)
+    assert backend.device_of(s) == "standin" and s.dtype == np.float32
+    assert np.array_equal(backend.to_numpy(backend.move(s, "cpu")), a)

@@ -4,18 +4,15 @@ import math
 
 import numpy as np
 import pytest
+from _helpers import blobs, randn
 
-from course_lib import backend
+from course_lib import backend, optim
 from course_lib import functional as F
 from course_lib import gradcheck as G
 from course_lib import init as I
 from course_lib import layers as L
-from course_lib import optim
 from course_lib.model import MLP
-from _helpers import blobs, randn
-from course_lib.trainer import (ActivationStats, DeadUnits, GradSnapshots, UpdateRatios, evaluate,
-                                fit)
-
+from course_lib.trainer import ActivationStats, DeadUnits, GradSnapshots, UpdateRatios, evaluate, fit
 
 # ---------------------------------------------------------------- gradient checks
 LAYERS = {
@@ -268,12 +265,15 @@ def test_divergence_is_reported_not_raised(xp):
     assert h.diverged and "diverged" in h.message and h.diverged_at_step is not None
 
 
-def test_nan_in_data_is_reported_with_its_step(xp):
+def test_nan_in_data_is_reported_before_the_first_step(xp):
     x, y = blobs(np)
     x[100, 3] = np.nan
-    with pytest.raises(ValueError, match=r"step \d+ .*sample 100"):
-        fit(MLP([10, 8, 3]), (backend.asarray(x), backend.asarray(y)), num_epochs=1, batch_size=32,
-            progress=False)
+    x[7, 0] = np.inf
+    model = MLP([10, 8, 3])
+    before = {k: backend.to_numpy(v).copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"2 samples of x contain NaN or inf \(samples 7, 100\).*data problem"):
+        fit(model, (backend.asarray(x), backend.asarray(y)), num_epochs=1, batch_size=32, progress=False)
+    assert all(np.array_equal(backend.to_numpy(v), before[k]) for k, v in model.params.items())
 
 
 def test_hooks_record_diagnostics(xp):

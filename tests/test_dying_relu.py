@@ -26,7 +26,8 @@ def test_dw_tiles_scales_each_column_like_the_source():
     assert tiles[1].max() == 0                     # an all-zero gradient (dead unit) is a black tile
     assert tiles[2].max() == 0
     # a zero pixel of a gradient with both signs in equal amounts sits in the middle: grey
-    g2 = np.zeros((784, 1)); g2[0, 0], g2[1, 0] = -1.0, 1.0
+    g2 = np.zeros((784, 1))
+    g2[0, 0], g2[1, 0] = -1.0, 1.0
     assert D.dw_tiles(g2)[0].ravel()[5] == 127
 
 

@@ -1,14 +1,13 @@
 """BN at inference: folding into the preceding Linear, and evaluation with batch statistics."""
 import numpy as np
 import pytest
+from _helpers import blobs, randn
 
-from course_lib import backend
+from course_lib import backend, inference
 from course_lib import functional as F
-from course_lib import inference
 from course_lib import layers as L
 from course_lib.model import MLP
 from course_lib.trainer import evaluate, fit
-from _helpers import blobs, randn
 
 
 @pytest.mark.parametrize("with_bias", [True, False])

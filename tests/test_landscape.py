@@ -1,12 +1,11 @@
 """The loss-landscape probe along the gradient direction."""
 import numpy as np
+from _helpers import blobs
 
-from course_lib import backend
-from course_lib import landscape
+from course_lib import backend, landscape
 from course_lib.functional import softmax_cross_entropy
 from course_lib.model import MLP
 from course_lib.trainer import fit
-from _helpers import blobs
 
 
 def test_probe_matches_a_manual_step_and_leaves_the_model_alone(xp):

@@ -1,13 +1,12 @@
 """The noisy-BN layer (injected covariate shift) and the distribution-shift monitor."""
 import numpy as np
 import pytest
+from _helpers import blobs
 
-from course_lib import backend
+from course_lib import backend, noise
 from course_lib import gradcheck as G
-from course_lib import noise
 from course_lib.model import MLP
 from course_lib.trainer import fit
-from _helpers import blobs
 
 
 def test_noise_layer_gradient(xp):

@@ -3,10 +3,9 @@ re-estimation.  Runs on every backend (``xp``)."""
 import numpy as np
 import pytest
 
-from course_lib import backend
+from course_lib import backend, optim
 from course_lib import functional as F
 from course_lib import layers as L
-from course_lib import optim
 from course_lib import regularization as R
 from course_lib.model import MLP
 from course_lib.trainer import fit
@@ -105,7 +104,7 @@ def test_reestimate_bn_stats_matches_eval_mode_statistics(xp):
     for name in ("batchnorm0", "batchnorm1"):
         bn = model.layer(name)
         h = x
-        for ln, layer in model.layers[:model.layer_names.index(name)]:
+        for _ln, layer in model.layers[:model.layer_names.index(name)]:
             h = layer.forward(h)
         h = backend.to_numpy(h).astype(np.float64)
         assert np.allclose(backend.to_numpy(bn.buffers["running_mean"]), h.mean(0), atol=1e-5)
@@ -187,7 +186,8 @@ def test_classic_net_equals_inverted_net_with_weights_times_keep_probability(xp)
         if key.endswith(".W") and not key.startswith("linear0."):
             w *= 1 - p
     for mode in ("train", "eval"):
-        getattr(classic, mode)(); getattr(inverted, mode)()
+        getattr(classic, mode)()
+        getattr(inverted, mode)()
         a, b = classic.forward(x), inverted.forward(x)
         assert float(abs(a - b).max()) < 1e-12, mode
 

@@ -1,7 +1,8 @@
 """course_lib.renorm_source: the Chainer BN-vs-Batch-Renorm comparison (BN after the ReLU)."""
 import numpy as np
 
-from course_lib import layers, renorm_source as R
+from course_lib import layers
+from course_lib import renorm_source as R
 
 
 def _data(n=120, seed=0):
