@@ -3,6 +3,7 @@
 
     python benchmarks/bench_core.py [--repeats N] [--quick] [--threads T] [--only W1,W3]
                                     [--clock wall|cpu] [--no-torch] [--busy-wait] [--lr LR]
+    python benchmarks/bench_core.py --device gpu      # course_lib alone on cupy (make bench-gpu)
 
 Workloads (float32 everywhere, batch 128, ReLU, He init):
 
@@ -15,6 +16,12 @@ W2   the same with 15 linear layers (784-1000x14-10), at lr 0.01: at lr 0.1 the 
 A run that still diverges is reported as such (its row says where, and is left out of
 the ratios); the other workloads go on.
 W3   a BatchNorm1d forward + backward on a (128, 1000) batch, 1000 times.
+W4   chapter 09's CNN (``course_lib.convnet.CNN``: conv 3x3 8 -> [BN] -> ReLU -> pool ->
+     conv 3x3 16 -> [BN] -> ReLU -> pool -> Linear 784-10), one epoch of 4,000 images in
+     batches of 64 (63 steps), momentum SGD lr 0.03, without and with BatchNorm2d; against
+     the same network in PyTorch only (no GEMM-only or floor column: a convolution's
+     non-GEMM work -- im2col, pooling, transposes -- is the point of the row).  A profile of
+     one extra epoch (not interleaved) says where course_lib's time goes, layer by layer.
 
 Each is timed four ways, in one process:
 
@@ -91,6 +98,10 @@ def parse_args(argv=None):
                    help="time nothing: check that the numpy floor computes course_lib's gradients, then exit")
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist",
                    help="folder with the Fashion-MNIST IDX files (random data when missing)")
+    p.add_argument("--device", choices=("cpu", "gpu", "standin"), default="cpu",
+                   help="gpu (cupy) or standin: time course_lib alone on that backend (W1, W2 and one "
+                        "full epoch of Source A's 15-layer BN net at width 1000), no CPU peers; "
+                        "default cpu: the interleaved comparison below")
     return p.parse_args(argv)
 
 
@@ -111,6 +122,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_lib import backend  # noqa: E402
+from course_lib.convnet import CNN  # noqa: E402
 from course_lib.layers import BatchNorm1d  # noqa: E402
 from course_lib.model import MLP  # noqa: E402
 from course_lib.optim import Momentum  # noqa: E402
@@ -135,7 +147,9 @@ BN_ITERS = 250 if ARGS.quick else 1000
 BN_BLOCK = 50
 REPEATS = ARGS.repeats or (3 if ARGS.quick else 5)
 SIZES = {"W1": [784, 1000, 1000, 10], "W2": [784] + [1000] * 14 + [10]}
-TARGET_VS_TORCH = {"W1": 1.0, "W2": 1.0, "W3": 1.5}
+TARGET_VS_TORCH = {"W1": 1.0, "W2": 1.0, "W3": 1.5, "W4": 2.0}
+CNN_N, CNN_BATCH, CNN_LR = (20 * 64 if ARGS.quick else 4000), 64, 0.03
+CNN_STEPS = -(-CNN_N // CNN_BATCH)
 TARGET_VS_FLOOR = 1.02  # the old <= 1.25x GEMM-only target is retired: numpy's own floor is above it
 TARGET_BN_OVERHEAD = {"W1": 1.10, "W2": 1.15}
 
@@ -311,6 +325,88 @@ class TorchSteps:
         self.correct += int((logits.argmax(1) == yb).sum())
 
 
+class TorchCNNSteps:
+    """Chapter 09's CNN in PyTorch (same layers, He init, no conv bias before BN), same batches."""
+
+    def __init__(self, bn, lr):
+        nn = torch.nn
+        torch.manual_seed(0)
+        layers, c_in = [], 1
+        for c_out in (8, 16):
+            conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=not bn)
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            layers.append(conv)
+            if bn:
+                layers.append(nn.BatchNorm2d(c_out, momentum=0.1))
+            layers += [nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c_out
+        layers += [nn.Flatten(), nn.Linear(16 * 7 * 7, 10)]
+        self.net = nn.Sequential(*layers).train()
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=MOMENTUM)
+        self.x = torch.from_numpy(X[:CNN_N].reshape(-1, 1, 28, 28))
+        self.y = torch.from_numpy(Y[:CNN_N])
+        self.order = torch.from_numpy(np.random.default_rng(0).permutation(CNN_N))  # fit(seed=0)'s order
+
+    def step(self, k):
+        idx = self.order[k * CNN_BATCH:(k + 1) * CNN_BATCH]
+        xb, yb = self.x[idx], self.y[idx]
+        logits = self.net(xb)
+        loss = torch.nn.functional.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        loss.item()
+        int((logits.argmax(1) == yb).sum())
+
+
+def cnn_epoch(bn, impls, steps=None):
+    """W4: one epoch of chapter 09's CNN, torch interleaved step by step."""
+    model = CNN((8, 16), norm="batch" if bn else None, seed=0)
+    peers = {"torch": TorchCNNSteps(bn, CNN_LR)} if "torch" in impls else {}
+    hook = Interleave(peers)
+    gc.collect()
+    hook.last = CLOCK()
+    history = fit(model, (X[:CNN_N], Y[:CNN_N]), optimizer=Momentum(lr=CNN_LR, momentum=MOMENTUM),
+                  num_epochs=1, batch_size=CNN_BATCH, seed=0, hooks=[hook], progress=False,
+                  max_steps=steps)
+    hook.times["course_lib"] += CLOCK() - hook.last
+    if history.diverged:
+        return Diverged(history.diverged_at_step, history.message)
+    return hook.times
+
+
+def cnn_profile(bn):
+    """Where one epoch of W4 spends course_lib's time: forward and backward of every layer,
+    loss and optimizer, measured by wrapping each call (one epoch, not interleaved)."""
+    model = CNN((8, 16), norm="batch" if bn else None, seed=0)
+    totals = {}
+
+    def timed(key, fn):
+        def wrapper(*a):
+            t0 = CLOCK()
+            out = fn(*a)
+            totals[key] = totals.get(key, 0.0) + CLOCK() - t0
+            return out
+        return wrapper
+
+    for name, layer in model.layers:
+        layer.forward = timed((name, "forward"), layer.forward)
+        layer.backward = timed((name, "backward"), layer.backward)
+    optimizer = Momentum(lr=CNN_LR, momentum=MOMENTUM)
+    optimizer.update = timed(("optimizer", "update"), optimizer.update)
+    gc.collect()
+    t0 = CLOCK()
+    fit(model, (X[:CNN_N], Y[:CNN_N]), optimizer=optimizer, num_epochs=1, batch_size=CNN_BATCH, seed=0,
+        progress=False)
+    total = CLOCK() - t0
+    print(f"\nWhere the time goes, W4 {'+BN' if bn else 'no BN'} (course_lib, one epoch {total:.3f} s):")
+    for (name, what), t in sorted(totals.items(), key=lambda kv: -kv[1]):
+        if t / total >= 0.01:
+            print(f"  {name:<9} {what:<9} {t:.3f} s  {100 * t / total:5.1f} %")
+    rest = total - sum(totals.values())
+    print(f"  {'rest':<9} {'(fit: batches, loss, accuracy)':<9} {rest:.3f} s  {100 * rest / total:5.1f} %")
+
+
 class Interleave(Hook):
     """Runs the peers' step k right after course_lib's step k; times everyone separately."""
 
@@ -425,13 +521,16 @@ def check_floor():
 # ----------------------------------------------------------------------------- the run
 def workloads():
     wanted = [w.strip().upper() for w in ARGS.only.split(",") if w.strip()]
-    rows = [(w, bn) for w in ("W1", "W2") for bn in (False, True)] + [("W3", True)]
+    rows = [(w, bn) for w in ("W1", "W2") for bn in (False, True)] + [("W3", True)] + \
+        [("W4", bn) for bn in (False, True)]
     return [r for r in rows if not wanted or r[0] in wanted]
 
 
 def label(workload, bn):
     if workload == "W3":
         return f"W3 BN fwd+bwd x{BN_ITERS}"
+    if workload == "W4":
+        return f"W4 CNN{' +BN2d' if bn else ''}"
     return f"{workload} {len(SIZES[workload]) - 1} layers{' +BN' if bn else ''}"
 
 
@@ -442,6 +541,8 @@ def run_all():
     for w, bn in rows:
         if w == "W3":
             bn_blocks(impls, iters=2 * BN_BLOCK)
+        elif w == "W4":
+            cnn_epoch(bn, impls, steps=3)
         else:
             epoch(w, bn, impls, steps=3)
     raw = {(r, i): [] for r in rows for i in impls}
@@ -450,7 +551,8 @@ def run_all():
         for w, bn in rows:
             if (w, bn) in diverged:
                 continue
-            times = bn_blocks(impls) if w == "W3" else epoch(w, bn, impls)
+            times = (bn_blocks(impls) if w == "W3" else cnn_epoch(bn, impls) if w == "W4"
+                     else epoch(w, bn, impls))
             if isinstance(times, Diverged):
                 diverged[(w, bn)] = times
                 print(f"  {label(w, bn)}: {times.message}; not timed, the other workloads go on",
@@ -479,19 +581,19 @@ def report(rows, raw, diverged=None):
             continue
         cl, gm, th, fl = (med.get(((w, bn), i)) for i in ("course_lib", "gemm", "torch", "floor"))
         vs_torch = cl / th if th else None
-        vs_gemm = cl / gm if gm and w != "W3" else None
-        vs_floor = cl / fl if fl and w != "W3" else None
+        vs_gemm = cl / gm if gm and w not in ("W3", "W4") else None
+        vs_floor = cl / fl if fl and w not in ("W3", "W4") else None
         target, checks = [f"≤{TARGET_VS_TORCH[w]:.2f}x torch"], []
         if vs_torch is not None:
             checks.append(vs_torch <= TARGET_VS_TORCH[w])
-        if w != "W3":
+        if w not in ("W3", "W4"):
             target.append(f"≤{TARGET_VS_FLOOR:.2f}x floor")
             checks.append(vs_floor <= TARGET_VS_FLOOR)
         verdict = "PASS" if all(checks) else "FAIL"
-        if vs_torch is None and w == "W3":
+        if vs_torch is None and w in ("W3", "W4"):
             verdict = "— (no torch)"
         torch_vs_gemm = th / gm if th and gm and w != "W3" else None
-        table.append((label(w, bn), fmt(cl), fmt(gm if w != "W3" else None), fmt(th),
+        table.append((label(w, bn), fmt(cl), fmt(gm if w not in ("W3", "W4") else None), fmt(th),
                       fmt(vs_torch, ".2f", "x"), fmt(vs_floor, ".2f", "x"), ", ".join(target), verdict,
                       fmt(vs_gemm, ".2f", "x"), fmt(torch_vs_gemm, ".2f", "x"),
                       fmt(fl / gm if fl and gm else None, ".2f", "x")))
@@ -505,7 +607,8 @@ def report(rows, raw, diverged=None):
     for r in table:
         print(line(r))
 
-    print("\nBN overhead, BN net / plain net (course_lib; target in brackets):")
+    if any(((w, bn), "course_lib") in med for w in ("W1", "W2") for bn in (False, True)):
+        print("\nBN overhead, BN net / plain net (course_lib; target in brackets):")
     for w in ("W1", "W2"):
         if ((w, False), "course_lib") not in med or ((w, True), "course_lib") not in med:
             continue
@@ -545,6 +648,7 @@ def describe():
           f"{os.cpu_count()} CPUs seen; load average at start "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"data: {DATA_NOTE}; {STEPS} steps of {BATCH} per epoch; W3 {BN_ITERS} iterations; "
+          f"W4 {CNN_STEPS} steps of {CNN_BATCH} (lr {CNN_LR}); "
           f"{REPEATS} repeats interleaved step by step; medians")
     print(f"course_lib backend: {backend.device}, dtype {np.dtype(backend.default_dtype).name}; "
           f"clock: {'process CPU time' if ARGS.clock == 'cpu' else 'wall time'}")
@@ -552,7 +656,73 @@ def describe():
         print(TORCH_NOTE)
 
 
+# ----------------------------------------------------------------------------- --device gpu
+SOURCE_A_EPOCH = 50_000  # Source A's training set: one epoch is 391 steps of 128
+
+
+def device_run():
+    """``--device gpu`` (or ``standin``): course_lib's training epochs on that backend, alone.
+
+    The CPU peers (GEMM-only, numpy floor, torch CPU) make no sense next to a GPU, so nothing is
+    interleaved: each row is the median of ``REPEATS`` epochs after a warm-up, the device
+    synchronised before the clock is read.  Rows: W1 and W2 (with and without BN) as on the
+    CPU, then one full epoch of Source A's 15-layer BN network at width 1000 (50,000 images,
+    lr 0.1, momentum 0.9; ``--quick``: 20 steps of it).
+    """
+    try:
+        xp = backend.use(ARGS.device)
+    except RuntimeError as e:  # no cupy / no visible GPU: say so, do not time the CPU instead
+        print(f"error: --device {ARGS.device}: {e}", file=sys.stderr)
+        return 1
+
+    def sync():
+        cuda = getattr(xp, "cuda", None)
+        if cuda is not None:
+            cuda.Stream.null.synchronize()
+
+    def timed_epoch(sizes, bn, lr, x, y, steps):
+        model = MLP(sizes, activation="relu", norm="batch" if bn else None, init="he", seed=0)
+        sync()
+        t0 = time.perf_counter()
+        history = fit(model, (x, y), optimizer=Momentum(lr=lr, momentum=MOMENTUM), num_epochs=1,
+                      batch_size=BATCH, seed=0, progress=False, max_steps=steps)
+        sync()
+        seconds = time.perf_counter() - t0
+        return (None if history.diverged else seconds), len(history.step_loss)
+
+    x, y = backend.asarray(X), backend.asarray(Y)  # on the device once, as a GPU notebook has it
+    print(f"course_lib on {backend.device} ({xp.__name__}), dtype {np.dtype(backend.default_dtype).name}; "
+          f"data: {DATA_NOTE}; {REPEATS} repeats after a warm-up; medians\n")
+    print(f"| {'workload':<38} | {'steps':>5} | {'s / epoch':>9} | {'ms / step':>9} |")
+    print(f"|{'-' * 40}|{'-' * 7}|{'-' * 11}|{'-' * 11}|")
+    for w, bn in workloads():
+        if w not in SIZES:
+            continue
+        timed_epoch(SIZES[w], bn, LR[w], x, y, 3)  # warm-up: kernels compiled, memory pool filled
+        runs = [timed_epoch(SIZES[w], bn, LR[w], x, y, STEPS) for _ in range(REPEATS)]
+        times = [t for t, _ in runs if t is not None]
+        if not times:
+            print(f"| {label(w, bn):<38} | {STEPS:>5} | {'diverged':>9} | {'':>9} |")
+            continue
+        t = statistics.median(times)
+        print(f"| {label(w, bn):<38} | {STEPS:>5} | {t:9.3f} | {1000 * t / STEPS:9.2f} |", flush=True)
+    n = 20 * BATCH if ARGS.quick else SOURCE_A_EPOCH
+    xa, ya, note = load_data(n)
+    xa, ya = backend.asarray(xa), backend.asarray(ya)
+    timed_epoch(SIZES["W2"], True, 0.1, xa, ya, 3)
+    t, steps = timed_epoch(SIZES["W2"], True, 0.1, xa, ya, None)
+    name = f"Source A: 15 layers +BN, {n:,} images"
+    print(f"| {name:<38} | {steps:>5} | {t:9.3f} | {1000 * t / steps:9.2f} |" if t is not None
+          else f"| {name:<38} | {steps:>5} | {'diverged':>9} | {'':>9} |")
+    print(f"\nSource A's 50 epochs at this speed: {50 * t * SOURCE_A_EPOCH / n / 60:.1f} min "
+          f"(data: {note})" if t is not None else "")
+    return 0
+
+
 if __name__ == "__main__":
+    if ARGS.device != "cpu":
+        print("command: python benchmarks/bench_core.py " + " ".join(sys.argv[1:]))
+        sys.exit(device_run())
     if ARGS.check:
         check_floor()
         sys.exit(0)
@@ -562,5 +732,8 @@ if __name__ == "__main__":
     rows, raw, diverged = run_all()
     print()
     report(rows, raw, diverged)
+    for w, bn in rows:
+        if w == "W4" and (w, bn) not in diverged:
+            cnn_profile(bn)
     print(f"\nwall time {time.perf_counter() - t_start:.0f} s; load average at the end "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")

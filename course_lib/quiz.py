@@ -82,6 +82,7 @@ CHAPTERS = {
     "06": "Weight decay",
     "07": "Dropout",
     "08": "Hyperparameter search",
+    "09": "BN in convolutional networks",
 }
 
 Q = Question
@@ -393,6 +394,52 @@ QUESTIONS: dict[str, list[Question]] = {
           "27 × 2 + 9 × 6 + 3 × 18 = 54 + 54 + 54 = 162: every round costs the same. Training all 27 for "
           "18 epochs would cost 486. The catch: if 2 epochs leave every trial at chance, round 1 keeps "
           "random trials — choose the minimum budget so that round 1 already means something."),
+    ],
+    "09": [
+        Q("A BatchNorm2d layer follows a convolution with 16 output channels; a batch holds 32 feature "
+          "maps of 14 x 14. How many values does each batch mean average, and how many means are there?",
+          ("6,272 values, 16 means", "32 values, 3,136 means", "196 values, 512 means",
+           "512 values, 196 means"),
+          0,
+          "One statistic per channel over N, H and W: 32 x 14 x 14 = 6,272 values, 16 means. "
+          "Per-position statistics (32 values, 16 x 196 = 3,136 means) are what a BatchNorm1d on the "
+          "flattened maps would compute."),
+        Q("Why does BatchNorm2d keep one mean and variance per channel rather than one per (channel, "
+          "position)?",
+          ("Border positions see too few values to average",
+           "Per-position statistics would not fit in memory",
+           "One filter makes every position: they are one feature",
+           "Only per-channel statistics have a closed-form backward"),
+          2,
+          "A convolution applies the same filter at every position, so every pixel of a channel is an "
+          "example of the same feature; normalizing it the same way everywhere keeps the layer "
+          "translation-equivariant and gives each statistic m*H*W values instead of m."),
+        Q("BN (eval mode, running mean mu, running variance v, gamma, beta, eps) is folded into the "
+          "convolution before it, whose weights are W and which has no bias. What is the folded bias?",
+          ("beta", "beta - gamma * mu / sqrt(v + eps)", "beta - mu",
+           "gamma * beta / sqrt(v + eps)"),
+          1,
+          "With s = gamma / sqrt(v + eps), BN computes s * (conv(x) - mu) + beta = conv_{W s}(x) + "
+          "(beta - s * mu): scale each output channel's filter by s and use beta - s * mu as its bias."),
+        Q("In this chapter's CNN, how did BN do at batch size 2, compared with the MLP of chapter 05?",
+          ("It collapsed as in the MLP, far behind no norm",
+           "It diverged on every seed at lr 0.01",
+           "It beat GroupNorm by ten points on every seed",
+           "It matched GroupNorm within the seed spread"),
+          3,
+          "Each per-channel statistic averages 2 x 28 x 28 values in the first layer, not 2, so the "
+          "normalized values are not just +-1 as in the MLP; over seeds BN and GroupNorm at batch 2 were "
+          "within each other's spread."),
+        Q("At batch size 2, BN's per-channel mean in the first conv layer averages m*H*W = 1,568 values, "
+          "yet it is only as precise as a mean of a few hundred independent values. Why?",
+          ("Pixels of one image are correlated, not independent",
+           "Max-pooling discards three of every four values",
+           "The zero padding values are left out of the mean",
+           "The running average down-weights older batches"),
+          0,
+          "Neighbouring pixels of the same image move together (the background is zero in all of them), "
+          "so the 784 pixels of an image carry far less than 784 independent pieces of information. "
+          "Still, a few hundred is far more than the 2 of a fully connected BN layer at batch 2."),
     ],
 }
 del Q

@@ -8,7 +8,7 @@ import pytest
 
 from course_lib import quiz
 
-CHAPTERS = ["01", "02", "03", "04", "05", "06", "07", "08"]
+CHAPTERS = ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
 def correct(chapter):
@@ -69,7 +69,7 @@ def test_momentum_question_states_the_new_batch_convention():
 
 
 @pytest.mark.parametrize("chapter, answers, message", [
-    ("09", [0], "no quiz for chapter '09'"),
+    ("10", [0], "no quiz for chapter '10'"),
     ("bn", [0], "choose one of 01"),
     ("01", [0], "has 4 questions but 1 answers"),
     ("01", "0120", "must be a list"),
