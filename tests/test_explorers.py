@@ -212,3 +212,53 @@ def test_non_default_start_values_are_selectable(data):
     ex = E.weight_decay_explorer(data, weight_decay=5e-4, **SMALL_OVERFIT)
     assert ex.params == {"weight_decay": 5e-4}
     assert ex.controls["weight_decay"].label == "0.0005"
+
+
+# ------------------------------------------------------------- the split into one-job modules (issue 13.2)
+def test_explorers_keeps_every_public_name_and_has_no_private_copies():
+    import inspect
+
+    from course_lib import explorer_figures, quicktrain, regularization, subsets, synthetic, threads, widgets
+    for name in E.__all__:
+        assert hasattr(E, name), name
+    assert E.init_histograms is explorer_figures.init_histograms and E.synthetic_splits is synthetic.synthetic_splits
+    assert issubclass(E.Explorer, widgets.Explorer) and E._subset is subsets.subset
+    # one EvalEvery (regularization's), no ctypes BLAS hack, no Hook subclass in the explorers any more
+    src = "".join(inspect.getsource(m) for m in (E, explorer_figures, quicktrain, subsets, synthetic, threads, widgets))
+    assert "ctypes" not in src and "class _EvalEvery" not in src and "/proc/self/maps" not in src
+    assert quicktrain.EvalEvery is regularization.EvalEvery
+
+
+def test_one_blas_thread_limits_and_restores_through_threadpoolctl():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from course_lib.threads import blas_thread_count, blas_threads, one_blas_thread
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_thread_count()
+        if before is None:
+            pytest.skip("threadpoolctl sees no BLAS library here")
+        with one_blas_thread():
+            assert blas_thread_count() == 1
+        assert blas_thread_count() == before
+    with pytest.raises(ValueError, match="integer >= 1"):
+        with blas_threads(0):
+            pass
+
+
+def test_quick_training_curves_use_regularization_eval_every(data):
+    from course_lib.quicktrain import eval_curve, smooth, train_small
+    _, h = train_small(data, depth=2, width=8, norm=None, steps=10, batch_size=32, lr=0.05, init="he", n_train=96,
+                       n_eval=48, eval_every=4, per="step", train_curve=True)
+    t, loss, acc = eval_curve(h, "eval")
+    assert list(t) == [4, 8, 10] and list(eval_curve(h, "train")[0]) == [4, 8, 10]   # every 4 steps and the last
+    assert np.all((acc >= 0) & (acc <= 1)) and np.all(np.isfinite(loss))
+    _, h = train_small(data, depth=2, width=8, norm="batch", num_epochs=5, batch_size=32, lr=0.05, init="he",
+                       n_train=96, n_eval=48, eval_every=2, per="epoch")
+    assert list(eval_curve(h, "eval")[0]) == [1, 2, 4, 5]                            # first, every 2, last
+    x, y = smooth([1.0, 2.0, 3.0, 4.0], 2)
+    assert list(x) == [1, 2, 3] and list(y) == [1.5, 2.5, 3.5]
+
+
+def test_subsets_refuse_an_unknown_split(data):
+    from course_lib.subsets import subset
+    with pytest.raises(ValueError, match="'train', 'val' or 'test'"):
+        subset(data, "validation", 10)

@@ -159,3 +159,134 @@ def test_parallel_workers_do_not_oversubscribe_blas(monkeypatch):
     res = S.random_search(_worker_blas_threads, {"lr": S.LogUniform(1e-3, 1e-1)}, 4, seed=0, n_jobs=n_cpu)
     S.shutdown_workers()
     assert {t.metrics["threads"] for t in res.trials} == {"1"}   # cpu_count // workers
+
+
+# ------------------------------------------------------------------ a search that survives (issue 13.6)
+KINDS = ("ok", "hang", "die", "text", "none", "nan", "ok2")
+
+
+def _mixed(params, seed):
+    """One trial of each kind: finishes, hangs, kills its process, returns junk or NaN."""
+    import os
+    import time
+    kind = params["kind"]
+    if kind == "hang":
+        time.sleep(120)
+    if kind == "die":
+        os._exit(3)
+    if kind == "text":
+        return {"val_acc": "0.9"}
+    if kind == "none":
+        return {"val_acc": None}
+    if kind == "nan":
+        return {"val_acc": float("nan")}
+    return {"val_acc": 0.5 + (seed % 100) / 1000}
+
+
+def _check_mixed(res, elapsed, timeout):
+    status = {t.params["kind"]: t.status for t in res.trials}
+    assert status == {"ok": "ok", "hang": "timeout", "die": "failed", "text": "failed", "none": "failed",
+                      "nan": "diverged", "ok2": "ok"}, status
+    err = {t.params["kind"]: t.error for t in res.trials}
+    assert f"timed out after {timeout:g} s" in err["hang"] and "raise timeout=" in err["hang"]
+    assert "died" in err["die"] or "lost" in err["die"], err["die"]
+    assert "not a number" in err["text"] and "float" in err["text"]
+    assert "not a number" in err["none"]
+    assert "smaller learning rate" in err["nan"]
+    assert res.counts() == {"ok": 2, "diverged": 1, "failed": 3, "timeout": 1}
+    assert res.best.params["kind"] in ("ok", "ok2") and not res.interrupted
+    assert next(t for t in res.trials if t.status == "timeout").seconds == timeout
+    assert elapsed < 60, f"the search waited {elapsed:.0f} s: the hanging trial was not abandoned"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_jobs", [1, 2], ids=["serial", "joblib"])
+def test_timeout_and_dead_worker_keep_the_search_going(n_jobs):
+    import time
+    start = time.monotonic()
+    res = S.grid_search(_mixed, {"kind": S.Choice(KINDS)}, 1, n_jobs=n_jobs, timeout=3)
+    _check_mixed(res, time.monotonic() - start, 3)
+    # the replacement workers run the next search normally, with the same results as in-process
+    again = S.random_search(S.toy_objective, SPACE, 4, seed=5, n_jobs=n_jobs, timeout=30)
+    assert _summary(again) == _summary(S.random_search(S.toy_objective, SPACE, 4, seed=5))
+    S.shutdown_workers()
+
+
+@pytest.mark.slow
+def test_dask_timeout_killed_worker_and_address_string():
+    distributed = pytest.importorskip("distributed", reason="Dask is an optional extra")
+    import time
+
+    import dask
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                     dashboard_address=None, processes=True) as cluster:
+        start = time.monotonic()
+        res = S.grid_search(_mixed, {"kind": S.Choice(KINDS)}, 1, client=cluster.scheduler_address, timeout=3)
+        _check_mixed(res, time.monotonic() - start, 3)
+    assert "KilledWorker" in next(t.error for t in res.trials if t.params["kind"] == "die")
+
+
+def _interrupt_at_3(params, seed):
+    if params["lr"] == _interrupt_at_3.lrs[3]:
+        raise KeyboardInterrupt
+    return S.toy_objective(params, seed)
+
+
+def test_ctrl_c_returns_the_finished_trials():
+    space = {"lr": S.LogUniform(1e-5, 1e-1)}
+    full = S.random_search(S.toy_objective, space, 8, seed=2)
+    _interrupt_at_3.lrs = [t.params["lr"] for t in full.trials]
+    with pytest.warns(RuntimeWarning, match="3 of 8 trials finished"):
+        res = S.random_search(_interrupt_at_3, space, 8, seed=2)
+    assert res.interrupted and [t.status for t in res.trials] == ["ok"] * 3 + ["pending"] * 5
+    assert [t.val_acc for t in res.trials[:3]] == [t.val_acc for t in full.trials[:3]]
+    assert res.best.index in (0, 1, 2)
+
+
+def test_progress_bar_on_long_searches_only(capsys, monkeypatch):
+    made = []
+    monkeypatch.setattr(S, "_Bar", lambda total, desc, force: made.append((total, force)) or S._NoBar())
+    S.random_search(S.toy_objective, SPACE, S.PROGRESS_MIN_TRIALS - 1, seed=0)   # default: quiet when short
+    S.random_search(S.toy_objective, SPACE, S.PROGRESS_MIN_TRIALS, seed=0)       # long: a bar
+    assert made == [(S.PROGRESS_MIN_TRIALS, False)]
+    monkeypatch.undo()
+    # (the test session sets TQDM_DISABLE=1, which the automatic bar respects; progress=True overrides it)
+    S.random_search(S.toy_objective, SPACE, 5, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "random search" in err and "5/5" in err and "best val_acc" in err
+    S.random_search(S.toy_objective, SPACE, S.PROGRESS_MIN_TRIALS, seed=0, progress=False)
+    assert "trial" not in capsys.readouterr().err
+    S.successive_halving(S.toy_objective, SPACE, 9, eta=3, progress=True)
+    assert "halving round 2 (budget 3)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_progress_bar_in_parallel_mode(capsys):
+    S.random_search(S.toy_objective, SPACE, 4, seed=0, n_jobs=2, progress=True)
+    assert "4/4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lr", [1e7, float("inf")], ids=["lr=1e7", "lr=inf"])
+def test_mlp_objective_never_calls_a_blown_up_run_ok(tiny_objective, lr):
+    res = S.random_search(tiny_objective, {"lr": S.Choice((lr,))}, 1, seed=0)
+    t = res.trials[0]
+    assert t.status in ("diverged", "failed") and not t.ok, (t.status, t.val_acc)
+    assert math.isnan(t.val_acc) and ("learning rate" in t.error or "lr" in t.error), t.error
+
+
+def test_ctrl_c_inside_fit_stops_the_search_not_just_the_trial(tiny_objective, monkeypatch):
+    from course_lib import trainer
+    real_fit, calls = trainer.fit, []
+
+    def fit_interrupted_on_the_second_trial(*args, **kwargs):
+        calls.append(1)
+        h = real_fit(*args, **kwargs)
+        if len(calls) == 2:
+            h.interrupted = True     # what fit returns after Ctrl-C: a partial history
+        return h
+
+    monkeypatch.setattr(trainer, "fit", fit_interrupted_on_the_second_trial)
+    with pytest.warns(RuntimeWarning, match="1 of 3 trials finished"):
+        res = S.random_search(tiny_objective, {"lr": S.LogUniform(1e-2, 1e-1)}, 3, seed=0)
+    assert res.interrupted and [t.status for t in res.trials] == ["ok", "pending", "pending"] and len(calls) == 2
