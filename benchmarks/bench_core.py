@@ -311,10 +311,10 @@ class TorchSteps:
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=MOMENTUM)
         self.x, self.y = torch.from_numpy(X), torch.from_numpy(Y)
         self.order = torch.from_numpy(ORDER)
-        self.losses, self.correct = [], 0
+        self.batch, self.losses, self.correct = BATCH, [], 0
 
     def step(self, k):
-        idx = self.order[k * BATCH:(k + 1) * BATCH]
+        idx = self.order[k * self.batch:(k + 1) * self.batch]
         xb, yb = self.x[idx], self.y[idx]
         logits = self.net(xb)
         loss = torch.nn.functional.cross_entropy(logits, yb)
@@ -325,7 +325,7 @@ class TorchSteps:
         self.correct += int((logits.argmax(1) == yb).sum())
 
 
-class TorchCNNSteps:
+class TorchCNNSteps(TorchSteps):
     """Chapter 09's CNN in PyTorch (same layers, He init, no conv bias before BN), same batches."""
 
     def __init__(self, bn, lr):
@@ -346,17 +346,7 @@ class TorchCNNSteps:
         self.x = torch.from_numpy(X[:CNN_N].reshape(-1, 1, 28, 28))
         self.y = torch.from_numpy(Y[:CNN_N])
         self.order = torch.from_numpy(np.random.default_rng(0).permutation(CNN_N))  # fit(seed=0)'s order
-
-    def step(self, k):
-        idx = self.order[k * CNN_BATCH:(k + 1) * CNN_BATCH]
-        xb, yb = self.x[idx], self.y[idx]
-        logits = self.net(xb)
-        loss = torch.nn.functional.cross_entropy(logits, yb)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        loss.item()
-        int((logits.argmax(1) == yb).sum())
+        self.batch, self.losses, self.correct = CNN_BATCH, [], 0
 
 
 def cnn_epoch(bn, impls, steps=None):

@@ -11,6 +11,18 @@ on a laptop and breaks on a GPU:
 with the same wording as cupy.  Explicit transfers work as in cupy:
 ``module.asarray(host)`` moves in, ``a.get()`` / ``course_lib.backend.to_numpy``
 moves out.  Reductions return 0-d arrays, as cupy's do.
+
+Where the stand-in differs from cupy (so a pass under the stand-in is strong evidence, not proof):
+
+* stricter: iterating over a device array (``for row in a``) and ``a.tolist()`` raise here; cupy
+  allows both, at the price of a host round trip per element or a full copy — code that needs
+  them should call ``to_numpy`` explicitly anyway;
+* looser: every numpy function and method is available (cupy lacks a few); arithmetic, dtype
+  promotion and rounding are numpy's, so results are bit-identical to the CPU run, while cupy's
+  kernels round differently (the portability rule applies on a GPU as on another CPU);
+* not modelled: device memory limits, asynchronous execution (time a GPU only after
+  synchronising), and cupy's own random streams (course_lib draws on the host and moves the
+  draws, so seeds give the same numbers on every device).
 """
 from __future__ import annotations
 

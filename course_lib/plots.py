@@ -470,5 +470,6 @@ def batch_noise_curve(batch_sizes, spread_mean, spread_var=None, *, highlight=No
     return ax
 
 
-__all__ = ["METRIC_LABELS", "new_figure", "to_png", "log_axis_limits", "layer_histograms", "learning_curves", "train_test_gap",
-           "percentile_bands", "layer_ridgeline", "weight_tiles", "sweep_grid", "batch_stats_scatter", "batch_noise_curve"]
+__all__ = ["METRIC_LABELS", "new_figure", "to_png", "log_axis_limits", "layer_histograms", "learning_curves",
+           "train_test_gap", "percentile_bands", "layer_ridgeline", "weight_tiles", "sweep_grid", "batch_stats_scatter",
+           "batch_noise_curve"]

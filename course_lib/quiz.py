@@ -23,8 +23,8 @@ from __future__ import annotations
 import functools
 import operator
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 __all__ = ["Question", "Result", "CHAPTERS", "QUESTIONS", "grade", "ask", "print_quiz"]
 
@@ -90,7 +90,8 @@ QUESTIONS: dict[str, list[Question]] = {
     "01": [
         Q("A fully connected ReLU layer has n = 200 inputs. Which weight std does He initialisation "
           "give (Var(w) = 2/n)?",
-          ("0.01, the classic small constant", "0.1", "sqrt(1/200) ≈ 0.071 (Xavier)", "2/200 = 0.01, the variance itself"),
+          ("0.01, the classic small constant", "0.1", "sqrt(1/200) ≈ 0.071 (Xavier)",
+           "2/200 = 0.01, the variance itself"),
           1,
           "Var(w) = 2/200 = 0.01, so std = sqrt(0.01) = 0.1. Xavier's 1/n would give 0.071, too small "
           "for ReLU by a factor sqrt(2)."),
@@ -571,7 +572,7 @@ def ask(chapter):
     return form
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _quiz_form_class():
     import ipywidgets as widgets
 

@@ -11,8 +11,8 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import matplotlib
-import pytest
+import matplotlib  # noqa: E402  (after the BLAS-thread variables, on purpose)
+import pytest  # noqa: E402
 
 matplotlib.use("Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _helpers import browser_skip_reason, stop_process_group
 
 pytestmark = pytest.mark.browser
 
@@ -57,17 +57,7 @@ def slider_notebooks() -> list[Path]:
 
 
 def _skip_reason() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install playwright)"
-    try:
-        import jupyterlab  # noqa: F401
-    except ImportError:
-        return "jupyterlab is not installed"
-    return None
+    return browser_skip_reason(CHROMIUM, ("jupyterlab", "pip install -e '.[lab]'"))
 
 
 def _free_port() -> int:
@@ -142,12 +132,7 @@ def lab(tmp_path_factory):
     finally:
         browser.close()
         pw.stop()
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process_group(proc)  # the server and the kernels it started
         log.close()
 
 

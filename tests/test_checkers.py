@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from course_lib import checkers, functional as F
+from course_lib import checkers
+from course_lib import functional as F
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(1.0, 2.0, size=(8, 5))

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _helpers import browser_skip_reason
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,17 +39,7 @@ _RAW_TEX = re.compile(r"\$\$|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$")
 
 
 def _skip_reason() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install playwright)"
-    try:
-        import jupyter_server_mathjax  # noqa: F401
-    except ImportError:
-        return "jupyter-server-mathjax is not installed (pip install -e '.[html]')"
-    return None
+    return browser_skip_reason(CHROMIUM, ("jupyter_server_mathjax", "pip install -e '.[html]'"))
 
 
 def _markdown_has_math(path: Path) -> bool:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _helpers import stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +177,6 @@ def test_make_lab_starts_on_a_fresh_copy_as_whoever_runs_it(tmp_path):
     """
     import json
     import secrets
-    import signal
     import urllib.request
 
     clone = _working_tree_copy(tmp_path / "clone")
@@ -208,13 +208,7 @@ def test_make_lab_starts_on_a_fresh_copy_as_whoever_runs_it(tmp_path):
             except OSError:
                 time.sleep(0.5)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_process_group(proc)
         log.close()
     text = (tmp_path / "lab.log").read_text()
     assert status is not None, (f"JupyterLab did not answer on /api/status (exit {proc.returncode}); "

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_lib import backend
+from course_lib import backend, optim
 from course_lib import functional as F
 from course_lib import layers as L
-from course_lib import optim
 from course_lib.model import MLP
 from course_lib.trainer import fit
 

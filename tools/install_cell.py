@@ -85,7 +85,8 @@ import importlib.util
 import os
 
 if importlib.util.find_spec("course_lib") is None:
-    _spec = os.environ.get("{SPEC_VARIABLE}", "course_lib@git+{url}")
+    _spec = os.environ.get("{SPEC_VARIABLE}",
+                           "course_lib@git+{url}")
     %pip install --quiet {{_spec}}
     importlib.invalidate_caches()'''
 
