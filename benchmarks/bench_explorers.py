@@ -51,6 +51,20 @@ PLAN = {
                               [("weight_decay", v) for v in (0.0, 1e-2, 1e-4, 0.1, 3e-3, 0.3, 1e-5, 1e-3)]),
     "dropout_explorer": (lambda d: explorers.dropout_explorer(d), RETRAINS,
                          [("p", p) for p in (0.0, 0.5, 0.1, 0.3, 0.8, 0.05, 0.2)]),
+    # the options of issue 15.5, each in its own row: BN switched on, the norm menu, equal data
+    "batch_size_explorer norm menu": (lambda d: explorers.batch_size_explorer(d), RETRAINS,
+                                      [("norm", "renorm"), ("batch_size", 4), ("norm", "layer"), ("batch_size", 128),
+                                       ("norm", "group"), ("batch_size", 2), ("norm", "none"), ("batch_size", 512),
+                                       ("norm", "batch"), ("batch_size", 16)]),
+    "batch_size_explorer equal data": (lambda d: explorers.batch_size_explorer(d, hold_fixed="data"), RETRAINS,
+                                       [("batch_size", m) for m in (4, 128, 16, 512, 2, 64, 8, 256, 32)]
+                                       + [("norm", "renorm"), ("batch_size", 2), ("norm", "group")]),
+    "weight_decay_explorer with BN": (lambda d: explorers.weight_decay_explorer(d, batch_norm=True), RETRAINS,
+                                      [("weight_decay", v) for v in (0.0, 1e-2, 1e-4, 0.1, 3e-3, 0.3, 1e-5, 1e-3)]
+                                      + [("batch_norm", False), ("batch_norm", True)]),
+    "dropout_explorer with BN": (lambda d: explorers.dropout_explorer(d, batch_norm=True), RETRAINS,
+                                 [("p", p) for p in (0.0, 0.5, 0.1, 0.3, 0.8, 0.05, 0.2)]
+                                 + [("batch_norm", False), ("batch_norm", True)]),
 }
 
 

@@ -248,55 +248,109 @@ def _noise_curve(data, n_train, width, init, seed, batch_sizes, n_batches=100):
     return out
 
 
-def batch_size_effects(data, batch_size=32, *, depth=4, width=64, n_train=1000, n_val=500, steps=100, lr=0.1,
-                       init="he", seed=0, batch_sizes=POWERS_OF_TWO, fig=None):
-    """Train the same ReLU MLP with and without BN at one batch size and compare.
+#: The batch-size explorer's normalization choices: value -> (short label, long label).
+NORM_CHOICES = {"batch": ("BN", "batch norm (BN)"), "renorm": ("Renorm", "Batch Renorm"),
+                "layer": ("LN", "LayerNorm"), "group": ("GN", "GroupNorm"), None: ("no norm", "no normalization")}
+#: What :func:`batch_size_effects` can hold fixed across batch sizes.
+HOLD_FIXED = ("steps", "data")
+_REFERENCE_BATCH = 32
 
-    Both runs take ``steps`` momentum-SGD updates (lr ``lr``) of ``batch_size``
-    samples from the first ``n_train`` training images, so larger batches see
-    more data.  Panels: validation accuracy during training; dead ReLU units
-    per layer at the end (units that output 0 for every training image: they
-    get no gradient any more); and how noisy BN's batch mean and variance of
-    the first layer's pre-activations are for every batch size (the chosen one
-    marked).
+
+def batch_size_budget(batch_size, hold_fixed="steps", *, steps=100, images=None):
+    """``(steps, images seen)`` of one run of :func:`batch_size_effects`.
+
+    hold_fixed="steps": every batch size takes ``steps`` updates, so it sees
+    ``steps * batch_size`` images (batch 2: 200, batch 512: 51,200).
+    hold_fixed="data":  every batch size sees about ``images`` images (default
+    ``steps * 32``, so batch 32 runs the same in both modes), in
+    ``ceil(images / batch_size)`` updates: small batches take more steps.
     """
+    if hold_fixed not in HOLD_FIXED:
+        raise ValueError(f"hold_fixed must be 'steps' (equal number of updates) or 'data' (equal number of "
+                         f"images seen), got {hold_fixed!r}")
+    if batch_size < 1 or steps < 1:
+        raise ValueError(f"batch_size and steps must be >= 1, got batch_size={batch_size}, steps={steps}")
+    if hold_fixed == "steps":
+        return steps, steps * batch_size
+    images = steps * _REFERENCE_BATCH if images is None else int(images)
+    if images < batch_size:
+        raise ValueError(f"images={images} is less than one batch of {batch_size}: pass images >= batch_size")
+    n = math.ceil(images / batch_size)
+    return n, n * batch_size
+
+
+def batch_size_effects(data, batch_size=32, *, norm="batch", hold_fixed="steps", images=None, depth=4, width=64,
+                       n_train=1000, n_val=500, steps=100, lr=0.1, init="he", seed=0, batch_sizes=POWERS_OF_TWO,
+                       fig=None):
+    """Train the same ReLU MLP with a normalization layer and without one at one batch size, and compare.
+
+    norm: the layer after each hidden linear layer of the first run: "batch"
+    (BN, default), "renorm" (Batch Renorm), "layer" (LayerNorm), "group"
+    (GroupNorm, 8 groups: ``width`` must be a multiple of 8) or None (then only
+    the plain network is trained).  The second run is always the plain network.
+
+    hold_fixed: what is equal across batch sizes (see :func:`batch_size_budget`).
+    "steps" (default): ``steps`` momentum-SGD updates (lr ``lr``), so larger
+    batches see more images; "data": about ``images`` images (default
+    ``steps * 32``), so smaller batches take more updates.  Either way the
+    batches come from the first ``n_train`` training images (several epochs if needed).
+
+    Panels: validation accuracy during training (x: steps, or images seen
+    when the data are held fixed); dead ReLU units per layer at the end
+    (units that output 0 for every training image: they get no gradient any
+    more); and how noisy the batch mean and variance of the first layer's
+    pre-activations are for every batch size (the chosen one marked): what
+    BN and Renorm normalize with in training, and LayerNorm/GroupNorm do not use.
+    """
+    if norm not in NORM_CHOICES:
+        raise ValueError(f"norm must be one of {list(NORM_CHOICES)}, got {norm!r}")
+    n_steps, seen = batch_size_budget(batch_size, hold_fixed, steps=steps, images=images)
     x, _ = subset(data, "train", n_train)
+    short = NORM_CHOICES[norm][0]
     runs = {}
-    for bn in (True, False):
-        model, h = train_small(data, depth=depth, width=width, norm="batch" if bn else None, steps=steps,
-                               batch_size=batch_size, lr=lr, init=init, n_train=n_train, n_eval=n_val,
-                               eval_every=max(steps // 8, 1), seed=seed)
+    for nm in ((norm, None) if norm is not None else (None,)):
+        model, h = train_small(data, depth=depth, width=width, norm=nm, steps=n_steps, batch_size=batch_size, lr=lr,
+                               init=init, n_train=n_train, n_eval=n_val, eval_every=max(n_steps // 8, 1), seed=seed)
         # a diverged net has NaN weights: its "dead units" would be every unit, so none are counted
-        runs[bn] = (h, {} if h.diverged else dead_unit_counts(model, x))
+        runs[nm] = (h, {} if h.diverged else dead_unit_counts(model, x))
     fig = fig if fig is not None else _figure()
     ax1, ax2, ax3 = fig.subplots(1, 3)
     _adjust(fig)
-    for bn, (h, _) in runs.items():
+    per_image = hold_fixed == "data"
+    for nm, (h, _) in runs.items():
         t, _, acc = eval_curve(h, "eval")
-        lab = "with BN" if bn else "without BN"
+        lab = f"with {short}" if nm is not None else f"without {short if norm is not None else 'norm'}"
         if h.diverged:
             lab += " (diverged)"
-        ax1.plot(t, acc, "o-", ms=3, color="C0" if bn else "C1", label=lab)
+        ax1.plot(t * batch_size if per_image else t, acc, "o-", ms=3, color="C1" if nm is None else "C0", label=lab)
     ax1.axhline(0.1, color="gray", ls=":", lw=1, label="chance")
-    ax1.set(xlabel="training step", ylabel="validation accuracy", ylim=(0, 1),
-            title=f"Accuracy, batch size {batch_size}")
+    ax1.set(xlabel="training images seen" if per_image else "training step", ylabel="validation accuracy",
+            ylim=(0, 1), title=f"Accuracy, batch size {batch_size}")
     ax1.legend(fontsize=7, loc="best")
     layers = np.arange(1, depth + 1)
-    for k, (bn, (h, dead)) in enumerate(runs.items()):
+    for k, (nm, (h, dead)) in enumerate(runs.items()):
         counts = [dead.get(f"relu{i}", 0) for i in range(depth)]
-        ax2.bar(layers + (k - 0.5) * 0.38, counts, width=0.38, color="C0" if bn else "C1",
-                label=f"{'with' if bn else 'without'} BN: " + ("diverged" if h.diverged else f"{sum(counts)} dead"))
+        offset = (k - 0.5) * 0.38 if len(runs) == 2 else 0.0
+        who = f"with {short}" if nm is not None else f"without {short if norm is not None else 'norm'}"
+        ax2.bar(layers + offset, counts, width=0.38, color="C1" if nm is None else "C0",
+                label=f"{who}: " + ("diverged" if h.diverged else f"{sum(counts)} dead"))
     ax2.set(xlabel="hidden layer", ylabel=f"dead ReLU units (of {width})", ylim=(0, width),
             title="Dead units after training", xticks=layers)
     ax2.legend(fontsize=7, loc="upper left")
     noise = _noise_curve(data, n_train, width, init, seed, batch_sizes)
     plots.batch_noise_curve(batch_sizes, noise[:, 0], noise[:, 1], highlight=batch_size, ax=ax3,
-                            title="Noise of BN's batch statistics (layer 1)")
+                            title="Noise of BN's batch statistics (layer 1)" if norm in ("batch", "renorm", None)
+                            else f"Noise of BN's batch statistics ({short} uses none)")
     for ax in (ax1, ax2, ax3):
         ax.title.set_fontsize(10)
     ax1.grid(alpha=0.3)
-    fig.suptitle(f"Batch size {batch_size}: {depth} hidden layers x {width} ReLU units, {steps} steps "
-                 f"(lr {lr}, init {init}) on {len(x)} images", fontsize=10)
+    if hold_fixed == "steps":
+        budget = f"equal steps ({n_steps:,} updates each: {seen:,} images seen)"
+    else:
+        wanted = batch_size_budget(1, "data", steps=steps, images=images)[1]
+        budget = f"equal data ({wanted:,} images each: {n_steps:,} updates of {batch_size})"
+    fig.suptitle(f"Batch size {batch_size}, {budget}; {depth} hidden layers x {width} ReLU, lr {lr}, init {init}, "
+                 f"{len(x)} training images", fontsize=10)
     return fig
 
 
@@ -325,12 +379,14 @@ def dw_tiles_figure(records, epoch, *, fig=None):
 
 
 # ================================================================ 5-6. overfitting
-def _overfit_figure(data, *, weight_decay, dropout, n_train, n_test, depth, width, num_epochs, batch_size, lr,
-                    seed, eval_every, what, fig):
-    model, h = train_small(data, depth=depth, width=width, norm=None, num_epochs=num_epochs, batch_size=batch_size,
-                           lr=lr, init="he", dropout=dropout, weight_decay=weight_decay, n_train=n_train,
-                           n_eval=n_test, eval_split="test", eval_every=eval_every, per="epoch", train_curve=True,
-                           seed=seed)
+def _overfit_figure(data, *, weight_decay, dropout, batch_norm, n_train, n_test, depth, width, num_epochs, batch_size,
+                    lr, seed, eval_every, what, fig):
+    if batch_norm:
+        what += ", with BN"
+    model, h = train_small(data, depth=depth, width=width, norm="batch" if batch_norm else None,
+                           num_epochs=num_epochs, batch_size=batch_size, lr=lr, init="he", dropout=dropout,
+                           weight_decay=weight_decay, n_train=n_train, n_eval=n_test, eval_split="test",
+                           eval_every=eval_every, per="epoch", train_curve=True, seed=seed)
     t, tr_loss, tr_acc = eval_curve(h, "train")
     _, te_loss, te_acc = eval_curve(h, "eval")
     fig = fig if fig is not None else _figure((11.0, 3.6))
@@ -359,35 +415,45 @@ def _overfit_figure(data, *, weight_decay, dropout, n_train, n_test, depth, widt
     return fig
 
 
-def weight_decay_curves(data, weight_decay=1e-3, *, n_train=300, n_test=1000, depth=5, width=100, num_epochs=50,
-                        batch_size=100, lr=0.05, seed=0, eval_every=3, fig=None):
+def weight_decay_curves(data, weight_decay=1e-3, batch_norm=False, *, n_train=300, n_test=1000, depth=5, width=100,
+                        num_epochs=50, batch_size=100, lr=0.05, seed=0, eval_every=3, fig=None):
     """Overfit a deep MLP on ``n_train`` images with L2 weight decay ``weight_decay`` (λ) and plot the gap.
 
     The optimizer adds ``λ W`` to every weight matrix's gradient (the gradient
-    of ``½ λ ‖W‖²``), not to the biases.  Panels: training vs test accuracy (the
-    shaded area is the gap), the two losses, and the final weight norms per layer.
+    of ``½ λ ‖W‖²``), not to the biases (nor to BN's γ and β).  With
+    ``batch_norm`` a BN layer follows each hidden linear layer (which then has
+    no bias): BN divides out the scale of those W, so shrinking them does not
+    limit what the network computes; it raises their effective learning rate
+    instead (van Laarhoven 2017, arXiv:1706.05350).  Only the last layer's W
+    still acts as plain L2 there.  Panels: training vs test
+    accuracy (the shaded area is the gap), the two losses, and the final
+    weight norms per layer.
     """
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    return _overfit_figure(data, weight_decay=weight_decay, dropout=0.0, n_train=n_train, n_test=n_test,
-                           depth=depth, width=width, num_epochs=num_epochs, batch_size=batch_size, lr=lr,
+    return _overfit_figure(data, weight_decay=weight_decay, dropout=0.0, batch_norm=batch_norm, n_train=n_train,
+                           n_test=n_test, depth=depth, width=width, num_epochs=num_epochs, batch_size=batch_size, lr=lr,
                            seed=seed, eval_every=eval_every, what=f"Weight decay λ = {weight_decay:g}", fig=fig)
 
 
-def dropout_curves(data, p=0.2, *, n_train=300, n_test=1000, depth=5, width=100, num_epochs=50, batch_size=100,
-                   lr=0.05, seed=0, eval_every=3, fig=None):
+def dropout_curves(data, p=0.2, batch_norm=False, *, n_train=300, n_test=1000, depth=5, width=100, num_epochs=50,
+                   batch_size=100, lr=0.05, seed=0, eval_every=3, fig=None):
     """Overfit a deep MLP on ``n_train`` images with dropout of drop probability ``p`` after each hidden layer.
 
     Inverted dropout: in training each unit is zeroed with probability ``p`` and
     the survivors are scaled by 1/(1-p); at test time nothing is dropped.  The
-    accuracies are measured in eval mode (no dropout) for both sets.
+    accuracies are measured in eval mode (no dropout, BN with its running
+    statistics) for both sets.  With ``batch_norm`` each hidden layer is
+    linear -> BN -> ReLU -> dropout, so the next layer's BN sees the dropped
+    units' statistics in training but not at test time (the "variance shift"
+    of Li et al., arXiv:1801.05134).
     """
     if not 0 <= p < 1:
         raise ValueError(f"p is a drop probability in [0, 1), got {p}")
-    return _overfit_figure(data, weight_decay=0.0, dropout=p, n_train=n_train, n_test=n_test, depth=depth,
-                           width=width, num_epochs=num_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                           eval_every=eval_every, what=f"Dropout p = {p:g}", fig=fig)
+    return _overfit_figure(data, weight_decay=0.0, dropout=p, batch_norm=batch_norm, n_train=n_train,
+                           n_test=n_test, depth=depth, width=width, num_epochs=num_epochs, batch_size=batch_size,
+                           lr=lr, seed=seed, eval_every=eval_every, what=f"Dropout p = {p:g}", fig=fig)
 
 
-__all__ = ["init_histograms", "bn_batch_stats", "depth_curves", "batch_size_effects", "dw_tiles_figure",
-           "weight_decay_curves", "dropout_curves", "POWERS_OF_TWO"]
+__all__ = ["init_histograms", "bn_batch_stats", "depth_curves", "batch_size_effects", "batch_size_budget",
+           "dw_tiles_figure", "weight_decay_curves", "dropout_curves", "POWERS_OF_TWO", "NORM_CHOICES", "HOLD_FIXED"]

@@ -32,6 +32,12 @@ re-exports every public name, so ``from course_lib import explorers`` is all a n
 * :mod:`course_lib.synthetic` -- synthetic data (:func:`synthetic_splits`, :func:`skewed_population`);
 * :mod:`course_lib.threads` -- one BLAS thread for a block (``threadpoolctl``).
 
+Controls that tie an explorer to its chapter: the batch-size explorer (chapter 05) picks the
+normalization compared with the plain network (none, BN, Batch Renorm, LayerNorm, GroupNorm) and
+what stays equal across batch sizes (the number of updates, or the number of images seen); the
+weight-decay and dropout explorers (chapters 06, 07) have a BN switch.  Their defaults draw the
+figures these explorers drew before the controls existed.
+
 The explorers that train keep each redraw around a second on a 2-core laptop by
 training small networks (width 64-100) for a few hundred steps on a subset of
 the data; pass larger sizes as keyword arguments for a closer look.
@@ -43,7 +49,10 @@ import ipywidgets as W
 from course_lib import init as init_mod
 from course_lib import widgets as _widgets
 from course_lib.explorer_figures import (  # noqa: F401
+    HOLD_FIXED,
+    NORM_CHOICES,
     POWERS_OF_TWO,
+    batch_size_budget,
     batch_size_effects,
     bn_batch_stats,
     depth_curves,
@@ -60,6 +69,9 @@ from course_lib.widgets import STYLE, wide, with_value
 WEIGHT_DECAYS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
 INIT_CHOICES = (("std = 1", 1.0), ("std = 0.01", 0.01), ("Xavier (Glorot)", "xavier"), ("He", "he"),
                 ("custom std (slider)", "custom"))
+#: The batch-size explorer's normalization menu: (label, value); "none" stands for norm=None.
+NORM_OPTIONS = (("none (plain network only)", "none"), ("BN (batch norm)", "batch"), ("Batch Renorm", "renorm"),
+                ("LN (LayerNorm)", "layer"), ("GN (GroupNorm, 8 groups)", "group"))
 #: Tests set this to True: an error in a redraw is then raised, not only shown in the status line.
 RAISE_ERRORS = False
 #: Resolution of the explorers' PNGs (72 = what ``%matplotlib inline`` uses).
@@ -141,13 +153,37 @@ def depth_explorer(data, depth=10, batch_norm=True, **kwargs):
                     note="Each change retrains a small ReLU network from scratch (about a second).")
 
 
-def batch_size_explorer(data, batch_size=32, **kwargs):
-    """A log-scale batch-size slider (2 .. 512) for :func:`batch_size_effects`."""
+def batch_size_explorer(data, batch_size=32, norm="batch", hold_fixed="steps", **kwargs):
+    """Controls for :func:`batch_size_effects`: a log-scale batch-size slider (2 .. 512), the
+    normalization layer compared with the plain network (BN, Batch Renorm, LayerNorm, GroupNorm or
+    none), and what stays equal across batch sizes: the number of updates ("steps") or the number
+    of images seen ("data").  ``kwargs`` (steps, images, sizes, lr, ...) go to :func:`batch_size_effects`.
+    """
+    norm = None if norm == "none" else norm
+    if norm not in NORM_CHOICES:
+        raise ValueError(f"norm must be one of {list(NORM_CHOICES)} (or 'none'), got {norm!r}")
+    steps, images = kwargs.get("steps", 100), kwargs.get("images")
+    batch_size_budget(batch_size, hold_fixed, steps=steps, images=images)   # checks hold_fixed, steps, images
     m = W.SelectionSlider(options=with_value(POWERS_OF_TWO, batch_size), value=batch_size, description="batch size",
                           continuous_update=False, style=STYLE, layout=wide())
-    return Explorer(batch_size_effects, {"batch_size": m}, fixed={"data": data, **kwargs},
+    nw = W.Dropdown(options=NORM_OPTIONS, value="none" if norm is None else norm, description="normalization",
+                    style=STYLE)
+    n_images = batch_size_budget(1, "data", steps=steps, images=images)[1]
+    hold = W.RadioButtons(options=[(f"equal steps: {steps} updates at every batch size (bigger batches see "
+                                    "more images)", "steps"),
+                                   (f"equal data: {n_images:,} images at every batch size (smaller batches take "
+                                    "more steps)", "data")],
+                          value=hold_fixed, description="hold fixed", style=STYLE, layout=W.Layout(width="auto"))
+
+    def params(v):
+        return {"batch_size": v["batch_size"], "norm": None if v["norm"] == "none" else v["norm"],
+                "hold_fixed": v["hold_fixed"]}
+
+    return Explorer(batch_size_effects, {"batch_size": m, "norm": nw, "hold_fixed": hold}, params=params,
+                    fixed={"data": data, **kwargs},
                     title="Batch size: accuracy, dead units and BN's noise",
-                    note="Each change retrains two small ReLU networks, with and without BN (about a second).")
+                    note="Each change retrains two small ReLU networks, with and without the chosen "
+                         "normalization (about a second).")
 
 
 def dw_tiles_explorer(records, epoch=None):
@@ -162,21 +198,23 @@ def dw_tiles_explorer(records, epoch=None):
                     note="Recorded during training: moving the slider only redraws.")
 
 
-def weight_decay_explorer(data, weight_decay=1e-3, **kwargs):
-    """A log-scale λ slider (0, 1e-5 .. 0.3) for :func:`weight_decay_curves`."""
+def weight_decay_explorer(data, weight_decay=1e-3, batch_norm=False, **kwargs):
+    """A log-scale λ slider (0, 1e-5 .. 0.3) and a BN switch for :func:`weight_decay_curves`."""
     options = [(("0" if v == 0 else f"{v:g}"), v) for v in with_value(WEIGHT_DECAYS, weight_decay)]
     lam = W.SelectionSlider(options=options, value=weight_decay, description="weight decay λ",
                             continuous_update=False, style=STYLE, layout=wide())
-    return Explorer(weight_decay_curves, {"weight_decay": lam}, fixed={"data": data, **kwargs},
+    bn = W.Checkbox(value=batch_norm, description="batch norm (BN)", indent=False)
+    return Explorer(weight_decay_curves, {"weight_decay": lam, "batch_norm": bn}, fixed={"data": data, **kwargs},
                     title="Weight decay against overfitting",
                     note="Each change retrains a deep network on a few hundred images (about a second).")
 
 
-def dropout_explorer(data, p=0.2, **kwargs):
-    """A drop-probability slider (0 .. 0.8) for :func:`dropout_curves`."""
+def dropout_explorer(data, p=0.2, batch_norm=False, **kwargs):
+    """A drop-probability slider (0 .. 0.8) and a BN switch for :func:`dropout_curves`."""
     pw = W.FloatSlider(value=p, min=0.0, max=0.8, step=0.05, description="dropout p (drop prob.)",
                        readout_format=".2f", continuous_update=False, style=STYLE, layout=wide())
-    return Explorer(dropout_curves, {"p": pw}, fixed={"data": data, **kwargs},
+    bn = W.Checkbox(value=batch_norm, description="batch norm (BN)", indent=False)
+    return Explorer(dropout_curves, {"p": pw, "batch_norm": bn}, fixed={"data": data, **kwargs},
                     title="Dropout against overfitting",
                     note="Each change retrains a deep network on a few hundred images (about a second).")
 
@@ -184,4 +222,5 @@ def dropout_explorer(data, p=0.2, **kwargs):
 __all__ = ["Explorer", "init_histograms", "init_explorer", "bn_batch_stats", "bn_stats_explorer",
            "depth_curves", "depth_explorer", "batch_size_effects", "batch_size_explorer",
            "weight_decay_curves", "weight_decay_explorer", "dropout_curves", "dropout_explorer",
-           "dw_tiles_figure", "dw_tiles_explorer", "synthetic_splits", "skewed_population", "RAISE_ERRORS", "DPI"]
+           "dw_tiles_figure", "dw_tiles_explorer", "synthetic_splits", "skewed_population", "RAISE_ERRORS", "DPI",
+           "batch_size_budget", "NORM_CHOICES", "NORM_OPTIONS", "HOLD_FIXED"]

@@ -53,6 +53,12 @@ PURE = {
                                                              **SMALL_TRAIN), [4, 32]),
     "weight_decay_curves": (lambda d, v: E.weight_decay_curves(d, v, **SMALL_OVERFIT), [0.0, 0.1]),
     "dropout_curves": (lambda d, v: E.dropout_curves(d, v, **SMALL_OVERFIT), [0.0, 0.5]),
+    # the options of issue 15.5 (norm menu, equal data, BN switch)
+    "batch_size_effects options": (lambda d, v: E.batch_size_effects(d, v[0], norm=v[1], hold_fixed=v[2], depth=2,
+                                                                     batch_sizes=(2, 8, 32), **SMALL_TRAIN),
+                                   [(4, "group", "data"), (8, None, "steps"), (16, "renorm", "data")]),
+    "overfit curves with BN": (lambda d, v: v(d, 0.1, batch_norm=True, **SMALL_OVERFIT),
+                               [E.weight_decay_curves, E.dropout_curves]),
 }
 
 
@@ -115,14 +121,16 @@ WIDGETS = {
     "depth_explorer": (lambda d: E.depth_explorer(d, depth=3, **SMALL_TRAIN),
                        {"depth": 2, "batch_norm": False}),
     "batch_size_explorer": (lambda d: E.batch_size_explorer(d, depth=2, batch_sizes=(2, 8, 32), **SMALL_TRAIN),
-                            {"batch_size": 8}),
-    "weight_decay_explorer": (lambda d: E.weight_decay_explorer(d, **SMALL_OVERFIT), {"weight_decay": 0.0}),
-    "dropout_explorer": (lambda d: E.dropout_explorer(d, **SMALL_OVERFIT), {"p": 0.5}),
+                            {"batch_size": 8, "norm": "layer", "hold_fixed": "data"}),
+    "weight_decay_explorer": (lambda d: E.weight_decay_explorer(d, **SMALL_OVERFIT),
+                              {"weight_decay": 0.0, "batch_norm": True}),
+    "dropout_explorer": (lambda d: E.dropout_explorer(d, **SMALL_OVERFIT), {"p": 0.5, "batch_norm": True}),
 }
 DESCRIPTIONS = {"init_explorer": ["depth (layers)", "init", "init std", "activation"],
                 "bn_stats_explorer": ["batch size"], "depth_explorer": ["depth (hidden layers)", "batch norm (BN)"],
-                "batch_size_explorer": ["batch size"], "weight_decay_explorer": ["weight decay λ"],
-                "dropout_explorer": ["dropout p (drop prob.)"]}
+                "batch_size_explorer": ["batch size", "normalization", "hold fixed"],
+                "weight_decay_explorer": ["weight decay λ", "batch norm (BN)"],
+                "dropout_explorer": ["dropout p (drop prob.)", "batch norm (BN)"]}
 
 
 @pytest.mark.parametrize("name", list(WIDGETS))
@@ -210,7 +218,7 @@ def test_non_default_start_values_are_selectable(data):
     ex = E.bn_stats_explorer(batch_size=50, n_batches=20, batch_sizes=(2, 8))
     assert ex.controls["batch_size"].value == 50
     ex = E.weight_decay_explorer(data, weight_decay=5e-4, **SMALL_OVERFIT)
-    assert ex.params == {"weight_decay": 5e-4}
+    assert ex.params == {"weight_decay": 5e-4, "batch_norm": False}
     assert ex.controls["weight_decay"].label == "0.0005"
 
 
@@ -262,3 +270,136 @@ def test_subsets_refuse_an_unknown_split(data):
     from course_lib.subsets import subset
     with pytest.raises(ValueError, match="'train', 'val' or 'test'"):
         subset(data, "validation", 10)
+
+
+# ------------------------------------------------- explorers that match their chapter (issue 15.5)
+@pytest.fixture
+def trained(monkeypatch):
+    """Every (kwargs, model, history) that the explorers' figures train, in order."""
+    from course_lib import explorer_figures
+    runs, real = [], explorer_figures.train_small
+
+    def spy(data, **kw):
+        model, h = real(data, **kw)
+        runs.append((kw, model, h))
+        return model, h
+
+    monkeypatch.setattr(explorer_figures, "train_small", spy)
+    return runs
+
+
+def _norm_layers(model):
+    return [name for name, _ in model.layers if "norm" in name]
+
+
+@pytest.mark.parametrize("name", ["weight_decay_explorer", "dropout_explorer"])
+def test_bn_toggle_trains_a_network_with_bn(name, data, trained):
+    ex = WIDGETS[name][0](data)
+    assert ex.controls["batch_norm"].value is False                     # default: as before, no BN
+    kw, model, _ = trained[-1]
+    assert kw["norm"] is None and _norm_layers(model) == []
+    title_off = ex.figure().get_suptitle()
+    assert "BN" not in title_off
+    ex.controls["batch_norm"].value = True
+    kw, model, h = trained[-1]
+    depth = SMALL_OVERFIT["depth"]
+    assert kw["norm"] == "batch" and _norm_layers(model) == [f"batchnorm{i}" for i in range(depth)]
+    assert not h.diverged
+    fig = ex.figure()
+    assert ", with BN:" in fig.get_suptitle()
+    assert_labelled(fig)
+    # weight decay reaches the weights of a BN network too; dropout stays in it
+    if name == "weight_decay_explorer":
+        assert kw["weight_decay"] == ex.controls["weight_decay"].value > 0
+    else:
+        assert [n for n, _ in model.layers if n.startswith("dropout")] == [f"dropout{i}" for i in range(depth)]
+
+
+def test_bn_toggle_default_draws_the_old_figure(data):
+    """batch_norm=False (the default) is the figure the functions drew before the switch existed."""
+    for fn, v in ((E.weight_decay_curves, 0.1), (E.dropout_curves, 0.5)):
+        a = plots.to_png(fn(data, v, **SMALL_OVERFIT), dpi=30)
+        b = plots.to_png(fn(data, v, batch_norm=False, **SMALL_OVERFIT), dpi=30)
+        c = plots.to_png(fn(data, v, batch_norm=True, **SMALL_OVERFIT), dpi=30)
+        assert a == b and a != c
+
+
+@pytest.mark.parametrize("choice, norm, layer", [("none", None, None), ("batch", "batch", "batchnorm"),
+                                                 ("renorm", "renorm", "batchrenorm"), ("layer", "layer", "layernorm"),
+                                                 ("group", "group", "groupnorm")])
+def test_batch_size_norm_choice_trains_that_norm(choice, norm, layer, data, trained):
+    ex = E.batch_size_explorer(data, depth=2, batch_sizes=(2, 8, 32), **SMALL_TRAIN)
+    assert ex.controls["norm"].value == "batch"                          # default: BN vs no BN, as before
+    assert [kw["norm"] for kw, _, _ in trained] == ["batch", None]
+    trained.clear()
+    ex.controls["norm"].value = "renorm" if choice == "batch" else choice
+    if choice == "batch":
+        trained.clear()
+        ex.controls["norm"].value = "batch"
+    assert ex.params["norm"] == norm and ex.last_error is None
+    models = [m for _, m, _ in trained]
+    if norm is None:                                                     # only the plain network
+        assert len(models) == 1 and _norm_layers(models[0]) == []
+    else:
+        assert [m.norm for m in models] == [norm, None]
+        assert _norm_layers(models[0]) == [f"{layer}{i}" for i in range(2)] and _norm_layers(models[1]) == []
+    fig = ex.figure()
+    short = E.NORM_CHOICES[norm][0]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert (f"with {short}" in labels) == (norm is not None)
+    assert_labelled(fig)
+
+
+def test_batch_size_budget_equal_steps_and_equal_data():
+    # equal steps (the default, as before): images seen grow with the batch
+    assert E.batch_size_budget(2) == (100, 200) and E.batch_size_budget(512) == (100, 51_200)
+    # equal data: 100 steps x 32 = 3,200 images; small batches take more steps, whole batches only
+    assert E.batch_size_budget(2, "data") == (1600, 3200)
+    assert E.batch_size_budget(512, "data") == (7, 3584)
+    assert E.batch_size_budget(32, "data") == E.batch_size_budget(32, "steps") == (100, 3200)
+    assert E.batch_size_budget(8, "data", steps=10, images=1000) == (125, 1000)
+    with pytest.raises(ValueError, match="'steps'.*'data'"):
+        E.batch_size_budget(8, "epochs")
+    with pytest.raises(ValueError, match="images >= batch_size"):
+        E.batch_size_budget(64, "data", images=10)
+
+
+def test_equal_data_takes_more_steps_at_small_batch(data, trained):
+    ex = E.batch_size_explorer(data, batch_size=4, depth=2, batch_sizes=(2, 8, 32), **SMALL_TRAIN)
+    steps = SMALL_TRAIN["steps"]
+    assert [len(h.step_loss) for _, _, h in trained] == [steps, steps]   # equal steps: 4 x 10 = 40 images
+    fig = ex.figure()
+    assert f"equal steps ({steps} updates each: {4 * steps} images seen)" in fig.get_suptitle()
+    assert fig.axes[0].get_xlabel() == "training step"
+    trained.clear()
+    ex.controls["hold_fixed"].value = "data"                             # equal data: 10 x 32 = 320 images
+    assert [len(h.step_loss) for _, _, h in trained] == [80, 80] and [kw["steps"] for kw, _, _ in trained] == [80, 80]
+    fig = ex.figure()
+    assert "equal data (320 images each: 80 updates of 4)" in fig.get_suptitle()
+    assert fig.axes[0].get_xlabel() == "training images seen"
+    assert fig.axes[0].lines[0].get_xdata()[-1] == 320                   # the curve ends at the images seen
+    trained.clear()
+    ex.controls["batch_size"].value = 32                                 # fewer steps at a larger batch
+    assert [len(h.step_loss) for _, _, h in trained] == [10, 10]
+    # the radio buttons say what is held fixed, with the numbers of this explorer
+    labels = [label for label, _ in ex.controls["hold_fixed"].options]
+    assert labels[0].startswith(f"equal steps: {steps} updates") and labels[1].startswith("equal data: 320 images")
+
+
+def test_batch_size_explorer_default_draws_the_old_figure(data):
+    """The defaults (BN vs none, equal steps) train exactly the runs the explorer trained before."""
+    kw = dict(depth=2, batch_sizes=(2, 8, 32), **SMALL_TRAIN)
+    ex = E.batch_size_explorer(data, batch_size=8, **kw)
+    assert ex.params == {"batch_size": 8, "norm": "batch", "hold_fixed": "steps"}
+    assert ex.png == plots.to_png(E.batch_size_effects(data, 8, **kw), dpi=30)
+    fig = E.batch_size_effects(data, 8, **kw)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["with BN", "without BN", "chance"]
+
+
+def test_new_controls_reject_bad_values(data):
+    with pytest.raises(ValueError, match="norm must be one of"):
+        E.batch_size_effects(data, 8, norm="instance", **SMALL_TRAIN)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        E.batch_size_explorer(data, norm="instance", **SMALL_TRAIN)
+    with pytest.raises(ValueError, match="hold_fixed"):
+        E.batch_size_explorer(data, hold_fixed="epochs", **SMALL_TRAIN)
