@@ -34,6 +34,7 @@ on cupy.  For a quick look use fewer epochs or a smaller ``--width``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +72,9 @@ def progress_bar(total, quiet=False):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="epoch", desc="full scale", dynamic_ncols=True)
+    # TQDM_DISABLE is read here, at call time (tqdm reads it once, when it is first imported)
+    disable = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    return tqdm(total=total, unit="epoch", desc="full scale", dynamic_ncols=True, disable=disable)
 
 
 def build_parser():
