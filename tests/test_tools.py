@@ -412,3 +412,12 @@ def test_export_html_publishes_the_student_view_and_loads_nothing_from_the_netwo
     assert export_html.main(["--solutions", str(src), str(tmp_path / "sol")]) == 0
     page = (tmp_path / "sol" / "01_x.html").read_text()
     assert "BEGIN SOLUTION" in page and "the answer is 42" in page
+
+
+def test_every_chapter_has_current_badges_and_install_cell():
+    from tools import install_cell
+
+    url = install_cell.repository_url()
+    stale = [p.name for p in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+             if install_cell.update_notebook(p, url, write=False)]
+    assert not stale, f"run `python -m tools.install_cell notebooks`: {stale}"

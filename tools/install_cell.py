@@ -119,9 +119,9 @@ def apply_cells(nb: nbformat.NotebookNode, url: str, notebook: str) -> nbformat.
             found[tag] = _tagged(source, tag, cell_type)
         elif cell.source != source:
             cell.source = source
-        if cell_type == "code":
-            found[tag].outputs = []
-            found[tag].execution_count = None
+            if cell_type == "code":  # outputs of the old source are stale; an executed, current cell keeps its own
+                cell.outputs = []
+                cell.execution_count = None
     first_code = next((i for i, c in enumerate(rest) if c.cell_type == "code"), len(rest))
     nb.cells = [found[BADGE_TAG]] + rest[:first_code] + [found[INSTALL_TAG]] + rest[first_code:]
     return nb
